@@ -1,0 +1,10 @@
+/**
+ * The RAFS format: read v5 and v6 bootstraps, write v6 bootstraps, read and write Nydus data
+ * blobs (chunks, blob.meta, ToC), compression and digests. Bytes in, bytes out: no network,
+ * no filesystem policy.
+ */
+export * from './model.js'
+export * from './errors.js'
+export * from './blob/index.js'
+export * from './v5/index.js'
+export * from './v6/index.js'

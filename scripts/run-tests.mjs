@@ -1,7 +1,13 @@
-// Runs every compiled test file with Node's test runner. Invoked by `npm test`, so `node` here is
-// the workspace's Node 24. Extra arguments select files by substring ("rafs", "v5.test").
+// Builds the workspace and runs every compiled test file with Node's test runner. Invoked by
+// `npm test`, so `node` here is the workspace's Node 24. Extra arguments select test files by
+// substring ("rafs", "v5.test"); arguments starting with "-" go to `node --test`.
+// A type error fails the run, but the tests still run (tsc emits anyway), so one broken file
+// does not hide every other result.
 import { spawnSync } from 'node:child_process'
 import { globSync } from 'node:fs'
+
+const build = spawnSync('npx', ['tsc', '-b'], { stdio: 'inherit' })
+if (build.status !== 0) console.error('run-tests: the build has type errors (see above); running the tests anyway')
 
 const filters = process.argv.slice(2).filter(a => !a.startsWith('-'))
 const flags = process.argv.slice(2).filter(a => a.startsWith('-'))
@@ -13,4 +19,8 @@ if (files.length === 0) {
   process.exit(1)
 }
 const result = spawnSync(process.execPath, ['--enable-source-maps', '--test', '--test-concurrency=2', ...flags, ...files], { stdio: 'inherit' })
+if (build.status !== 0) {
+  console.error('run-tests: failing because the build has type errors')
+  process.exit(1)
+}
 process.exit(result.status ?? 1)

@@ -42,3 +42,12 @@ export class DecompressError extends RafsFormatError {
   override name = 'DecompressError'
   override readonly code = 'ERR_DECOMPRESS'
 }
+
+/**
+ * A field whose value cannot be right whatever the buffer holds: an unknown file type, two entries
+ * with one name, hard-link copies that disagree, records that overlap.
+ */
+export class RafsCorruptError extends RafsFormatError {
+  override name = 'RafsCorruptError'
+  override readonly code = 'ERR_RAFS_CORRUPT'
+}

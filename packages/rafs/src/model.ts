@@ -108,6 +108,11 @@ export interface RafsImage {
   prefetch: RafsNode[]
   /** Number of inodes as the superblock states it. */
   inodeCount: number
+  /**
+   * v5 only: false when the superblock says owners were not recorded (no EXPLICIT_UID_GID flag);
+   * Nydus then reports the daemon's own uid and gid for every inode. Undefined: owners are stored.
+   */
+  explicitUidGid?: boolean
 }
 
 /** Calls `visit` for every entry under `dir`, depth first, with its path from the image root ("/a/b"). */

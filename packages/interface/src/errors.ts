@@ -38,3 +38,11 @@ export class InvalidArgumentError extends ShoalError {
   override name = 'InvalidArgumentError'
   override readonly code = 'ERR_INVALID_ARGUMENT'
 }
+
+export class ManifestNotFoundError extends ShoalError {
+  override name = 'ManifestNotFoundError'
+  override readonly code = 'ERR_MANIFEST_NOT_FOUND'
+  constructor (readonly reference: string, where: string) {
+    super(`manifest ${reference} not found in ${where}`)
+  }
+}

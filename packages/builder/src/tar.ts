@@ -126,7 +126,7 @@ function parsePax (body: Uint8Array, into: Map<string, Uint8Array>, sparsePairs:
     const eq = record.indexOf(0x3d)
     if (eq === -1) throw new TarFormatError(`PAX header at offset ${headerOffset}: record at ${pos} has no '='`)
     const key = text(record.subarray(0, eq))
-    const value = record.slice(eq + 1)
+    const value = new Uint8Array(record.subarray(eq + 1)) // a plain copy, whatever buffer type came in
     if (key === 'GNU.sparse.offset' || key === 'GNU.sparse.numbytes') {
       if (sparsePairs.length >= MAX_SPARSE_SEGMENTS * 2) throw new TarFormatError(`PAX header at offset ${headerOffset}: more than ${MAX_SPARSE_SEGMENTS} sparse segments`)
       sparsePairs.push(parseDecimal(text(value), key, headerOffset))

@@ -4,10 +4,7 @@
  * directory, an entry replaces a lower one of another type, a directory over a directory merges.
  * Nothing here follows a symlink: a path through a symlink makes a directory in its place.
  */
-import {
-  S_IFBLK, S_IFCHR, S_IFDIR, S_IFIFO, S_IFLNK, S_IFREG, S_IFSOCK,
-  type RafsChunk, type RafsNode, type RafsNodeType
-} from '@shoal/rafs'
+import type { RafsChunk, RafsNode, RafsNodeType } from '@shoal/rafs'
 import { HardLinkTargetError, UnsafeLayerPathError } from './errors.js'
 import { joinLayerPath, normalizeLayerPath } from './path.js'
 
@@ -42,9 +39,11 @@ export interface NodeSpec {
   chunks?: RafsChunk[]
 }
 
+/** st_mode file-type bits (POSIX values, as S_IF* in @shoal/rafs's model; kept here so merging needs only types). */
 const TYPE_BITS: Record<RafsNodeType, number> = {
-  file: S_IFREG, directory: S_IFDIR, symlink: S_IFLNK, char: S_IFCHR, block: S_IFBLK, fifo: S_IFIFO, socket: S_IFSOCK
+  file: 0o100000, directory: 0o040000, symlink: 0o120000, char: 0o020000, block: 0o060000, fifo: 0o010000, socket: 0o140000
 }
+const S_IFDIR = TYPE_BITS.directory
 
 /** Linux new_encode_dev: how EROFS and RAFS store a device number. */
 export function encodeDevice (major: number, minor: number): number {

@@ -171,6 +171,7 @@ export class RegistryTransport {
     for (let round = 0; round < 2; round++) {
       sentAuthorization = await this.authorizationFor(req.registry, scopes, req)
       response = await this.fetchFollowingRedirects(url, req, sentAuthorization)
+      this.log(`${req.method} ${redact(url)} -> ${response.status}`)
       if (response.status !== 401 || refreshedOnce) break
       const retryWith = await this.learnFromChallenge(req.registry, scopes, response, sentAuthorization, req)
       if (!retryWith) break
@@ -178,7 +179,6 @@ export class RegistryTransport {
       refreshedOnce = true
     }
     if (response == null) throw new RegistryProtocolError(`${req.method} ${url}: no response`)
-    this.log(`${req.method} ${redact(url)} -> ${response.status}`)
     if (req.expect.includes(response.status)) return response
 
     const errors = await readErrorBody(response)

@@ -5,11 +5,11 @@
  * the chunk digests (`blob.digest`). Layouts from storage/src/meta/{mod,chunk_info_v1,chunk_info_v2}.rs.
  */
 import type { Compressor } from '@shoal/interface'
-import { BlobFormatError, RafsUnsupportedError } from '../errors.js'
+import { BlobFormatError, DecompressError, RafsUnsupportedError } from '../errors.js'
 import type { RafsBlobMetaLocation, RafsChunk } from '../model.js'
 import { compressorFromCode, decompress } from './compression.js'
 import { readU64, sliceWindow, view, writeU64 } from './bytes.js'
-import { DIGEST_SIZE } from './digest.js'
+import { DIGEST_SIZE, digestsEqual, sha256, toHex } from './digest.js'
 import { TAR_HEADER_SIZE } from './tar.js'
 import { TOC_ENTRY, findTocEntry, readBlobToc, readTocEntry, type BlobToc, type BlobWindowOptions } from './toc.js'
 
@@ -225,7 +225,10 @@ export interface ReadBlobMetaOptions extends BlobWindowOptions {
   location?: RafsBlobMetaLocation
   /** File offset of the 4096-byte header, when known otherwise. */
   headerOffset?: number
-  /** The blob's ToC, when already read; read from `bytes` when needed and not given. */
+  /**
+   * The blob's ToC, when already read; read from `bytes` when neither `headerOffset` nor
+   * `location` is given. When known, the header and chunk info are checked against its sha256s.
+   */
   toc?: BlobToc
 }
 
@@ -253,6 +256,7 @@ export function readBlobMeta (bytes: Uint8Array, options: ReadBlobMetaOptions = 
     headerOffset = entry.compressedOffset
   }
   const headerBytes = sliceWindow(bytes, base, headerOffset, BLOB_META_HEADER_SIZE, 'blob.meta header')
+  if (toc !== undefined) checkTocDigest(toc, TOC_ENTRY.blobMetaHeader, headerOffset, headerBytes)
   const header = decodeBlobMetaHeader(headerBytes, 0, headerOffset)
   const where = `blob.meta header at offset ${headerOffset}`
 
@@ -285,7 +289,15 @@ export function readBlobMeta (bytes: Uint8Array, options: ReadBlobMetaOptions = 
     throw new BlobFormatError(`${where}: ${header.entries} chunks cannot fit in ${Math.max(0, dataSize)} bytes of chunk data`)
   }
   const stored = sliceWindow(bytes, base, header.ciOffset, header.ciCompressedSize, 'blob.meta chunk info array')
-  const array = decompress(stored, header.compressor, header.ciUncompressedSize)
+  let array: Uint8Array
+  try {
+    array = decompress(stored, header.compressor, header.ciUncompressedSize)
+  } catch (err) {
+    if (err instanceof DecompressError) throw new DecompressError(`blob.meta chunk info at offset ${header.ciOffset}: ${err.message}`)
+    throw err
+  }
+  // The ToC carries sha256 of the header and of the chunk info: a flipped bit cannot pass unnoticed.
+  if (toc !== undefined) checkTocDigest(toc, TOC_ENTRY.blobMeta, header.ciOffset, array)
   const aligned = (header.features & BlobFeature.ALIGNED) !== 0
 
   const chunks: BlobChunkInfo[] = new Array(header.entries)
@@ -322,6 +334,18 @@ export function readBlobMeta (bytes: Uint8Array, options: ReadBlobMetaOptions = 
     chunkInfoVersion: version,
     dataSize,
     chunks
+  }
+}
+
+function checkTocDigest (toc: BlobToc, name: string, offset: number, content: Uint8Array): void {
+  const entry = findTocEntry(toc, name)
+  if (entry === undefined) return
+  if (entry.compressedOffset !== offset) {
+    throw new BlobFormatError(`ToC entry ${name} is at offset ${entry.compressedOffset}, the blob.meta header says ${offset}`)
+  }
+  const digest = sha256(content)
+  if (!digestsEqual(digest, entry.digest)) {
+    throw new BlobFormatError(`${name} at offset ${offset}: sha256 ${toHex(digest)}, the ToC says ${toHex(entry.digest)}`)
   }
 }
 

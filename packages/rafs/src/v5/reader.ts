@@ -159,7 +159,8 @@ function readSuperblock (b: BootstrapBytes): Superblock {
   const flagsHigh = b.u32(SB.flags + 4)
   const unknownFlags = (flags & ~RAFS_V5_KNOWN_SUPER_FLAGS) >>> 0
   if (flagsHigh !== 0 || unknownFlags !== 0) {
-    throw new RafsUnsupportedError(`unknown superblock flags 0x${flagsHigh.toString(16)}${(unknownFlags >>> 0).toString(16).padStart(8, '0')} at byte ${SB.flags}`)
+    const unknown = flagsHigh !== 0 ? `${flagsHigh.toString(16)}${unknownFlags.toString(16).padStart(8, '0')}` : unknownFlags.toString(16)
+    throw new RafsUnsupportedError(`unknown superblock flags 0x${unknown} at byte ${SB.flags}`)
   }
   if ((flags & RafsV5SuperFlags.ENCRYPTION_AES_128_XTS) !== 0) {
     throw new RafsUnsupportedError('superblock flags say the chunks are encrypted (AES-128-XTS)')

@@ -288,7 +288,9 @@ export class RegistryTransport {
     let method = req.method
     let body = req.body
     for (let hop = 0; hop <= this.maxRedirects; hop++) {
-      const headers: Record<string, string> = { ...req.headers }
+      // identity: a transparently decompressed body would no longer match its digest. (fetch adds
+      // it by itself to Range requests, so it is left out there to avoid sending it twice.)
+      const headers: Record<string, string> = { ...(req.headers?.range == null ? { 'accept-encoding': 'identity' } : {}), ...req.headers }
       if (authorization != null && new URL(current).origin === origin) headers.authorization = authorization
       const init: RequestInit & { duplex?: 'half' } = { method, headers, redirect: 'manual' }
       if (req.signal != null) init.signal = req.signal
@@ -398,7 +400,7 @@ export async function readCapped (response: Response, max: number, what: string)
     }
     parts.push(chunk)
   }
-  if (declared != null && total !== Number(declared)) {
+  if (declared != null && response.headers.get('content-encoding') == null && total !== Number(declared)) {
     throw new ConnectionLostError(`${what} ended after ${total} of ${declared} bytes`)
   }
   return Buffer.concat(parts, total)

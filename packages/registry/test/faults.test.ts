@@ -253,6 +253,9 @@ describe('bodies cut or lying', () => {
     const got = await registry({ retry: fastRetry, useAuthFiles: false }).readBlob(`${server.registry}/a/b`, digest, 123_456, 789)
     assert.deepEqual(Buffer.from(got), data.subarray(123_456, 123_456 + 789))
     assert.equal(server.requests[0]?.headers.range, 'bytes=123456-124244')
+    assert.equal(server.requests[0]?.headers['accept-encoding'], 'identity')
+    await registry({ retry: fastRetry, useAuthFiles: false }).getBlobBytes(`${server.registry}/a/b`, digest)
+    assert.equal(server.requests[1]?.headers['accept-encoding'], 'identity')
   })
 
   test('a 206 for the wrong range is a RegistryProtocolError', async () => {

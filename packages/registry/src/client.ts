@@ -71,7 +71,10 @@ export interface BlobHead {
   size: number
 }
 
-/** Where downloaded blob bytes go: a file path (written whole or not at all) or a Node Writable. */
+/**
+ * Where downloaded blob bytes go: a file path (written whole or not at all) or a Node Writable
+ * (written as bytes arrive, not ended: the caller owns it and discards it if the call fails).
+ */
 export type BlobSink = string | Writable
 
 export interface GetBlobOptions extends RegistryCallOptions {

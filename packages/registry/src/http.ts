@@ -369,13 +369,18 @@ function describe (err: unknown): string {
   return parts.join(': ')
 }
 
-/** URLs are logged and put in errors: strip any userinfo and the opaque upload state. */
+/** Query parameters that carry no secret; any other value (upload state, a presigned signature) is hidden. */
+const PLAIN_QUERY_PARAMS = new Set(['digest', 'mount', 'from', 'scope', 'service', 'n', 'last'])
+
+/** URLs are logged and put in errors: strip userinfo and every query value that might be a secret. */
 export function redact (url: string): string {
   try {
     const parsed = new URL(url)
     parsed.username = ''
     parsed.password = ''
-    if (parsed.searchParams.has('_state')) parsed.searchParams.set('_state', '…')
+    for (const key of [...new Set(parsed.searchParams.keys())]) {
+      if (!PLAIN_QUERY_PARAMS.has(key)) parsed.searchParams.set(key, '…')
+    }
     return parsed.toString()
   } catch {
     return url

@@ -363,8 +363,11 @@ describe('redirects', () => {
       }
       res.writeHead(307, { location: `${storage.origin}/bucket/blob?signature=abc` }).end()
     })
-    const client = registry({ retry: fastRetry, useAuthFiles: false, credentials: { [server.registry]: { username: 'ci', password: 's3cret' } } })
+    const logged: string[] = []
+    const client = registry({ retry: fastRetry, useAuthFiles: false, credentials: { [server.registry]: { username: 'ci', password: 's3cret' } }, log: line => logged.push(line) })
     assert.deepEqual(Buffer.from(await client.getBlobBytes(`${server.registry}/a/b`, digest)), data)
+    assert.ok(logged.some(line => line.includes('redirect to')), logged.join('\n'))
+    assert.ok(logged.every(line => !line.includes('signature=abc')), 'a presigned URL\'s signature is not logged')
     assert.deepEqual(Buffer.from(await client.readBlob(`${server.registry}/a/b`, digest, 100, 200)), data.subarray(100, 300))
 
     assert.equal(storage.requests.length, 2)

@@ -21,7 +21,10 @@ import { LayerTree } from './tree.js'
 /** Where one layer's blob goes. `write` is called synchronously with the blob's bytes in order. */
 export interface BlobTarget {
   write: (bytes: Uint8Array) => void
-  /** The blob is complete (e.g. close the file, rename it to its id). */
+  /**
+   * The blob is complete (e.g. close the file, rename it to its id). `blob.blobIndex` is -1 here:
+   * table positions are known only once every layer is read, and are set in the build result.
+   */
   close?: (blob: LayerBlob) => void | Promise<void>
   /** The layer stored no chunk, or the build failed: nothing here is a blob (e.g. delete the file). */
   discard?: () => void | Promise<void>

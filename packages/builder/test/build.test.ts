@@ -260,3 +260,44 @@ test('memory stays flat while a ~300 MB layer builds into a zstd blob on disk', 
     assert.ok(growth < 150, `rss grew by ${growth.toFixed(1)} MB`)
   })
 })
+
+test('an abort mid-layer rejects with AbortError and discards the partial blob', async () => {
+  await withTempDir(async (dir) => {
+    const controller = new AbortController()
+    async function * layer (): AsyncGenerator<Uint8Array> {
+      yield tarEntry({ name: 'f', sizeOverride: 64 * 4096 })
+      for (let i = 0; i < 64; i++) {
+        if (i === 10) controller.abort()
+        yield randomBytes(4096)
+      }
+      yield new Uint8Array(1024)
+    }
+    const { sink, discarded } = fileSink(dir)
+    await assert.rejects(buildImage({ layers: [layer()], chunkSize: 4096, blobSink: sink }, { signal: controller.signal }), { name: 'AbortError' })
+    assert.deepEqual(discarded, [0])
+    assert.deepEqual(readdirSync(dir), [])
+  })
+})
+
+test('a layer written by GNU tar (--format=gnu, gzip) with a sparse file builds and reads back', async () => {
+  await withTempDir(async (dir) => {
+    const src = join(dir, 'src')
+    mkdirSync(join(src, 'd'), { recursive: true })
+    const head = randomBytes(5000)
+    const fd = openSync(join(src, 'd/sparse'), 'w')
+    writeSync(fd, head, 0, head.length, 3 << 20)
+    closeSync(fd)
+    execFileSync('truncate', ['-s', String(6 << 20), join(src, 'd/sparse')])
+    writeFileSync(join(src, 'd/plain'), 'plain')
+    const layerPath = join(dir, 'layer.tar.gz')
+    execFileSync('tar', ['-c', '-z', '-S', '--format=gnu', '-f', layerPath, '-C', src, '.'])
+    const blobs = join(dir, 'blobs')
+    mkdirSync(blobs)
+    const result = await buildImage({ layers: [layerPath], blobSink: fileSink(blobs).sink })
+    const files = readFiles(readBootstrapV6(result.bootstrap), blobs)
+    assert.ok(files.get('/d/sparse')?.equals(readFileSync(join(src, 'd/sparse'))))
+    assert.equal(files.get('/d/plain')?.toString(), 'plain')
+    // Six 1 MiB chunks, five of them zeros: the zero chunk is stored once.
+    assert.equal(result.layers[0].newChunks, 3)
+  })
+})

@@ -5,6 +5,7 @@
  */
 import { throwIfAborted, InvalidArgumentError, type AbortOptions } from '@shoal/interface'
 import type { RafsChunk } from '@shoal/rafs'
+import { isHolePiece } from './tar.js'
 
 /** Where new chunks go: the current layer's blob. `data` is only valid during the call. */
 export interface ChunkStore {
@@ -78,39 +79,47 @@ export class Chunker {
 
   /**
    * Reads a file body to its end and returns its chunks in file order, with `size` the number
-   * of bytes read. Only one chunk of the file is in memory at a time.
+   * of bytes read. Only one chunk of the file is in memory at a time. A chunk that lies wholly
+   * in a hole of a sparse file is left out (a gap reads as zeros), so a huge sparse file costs
+   * only its data.
    */
   async chunkFile (body: AsyncIterable<Uint8Array>, store: ChunkStore, counts: ChunkCounts, options: AbortOptions = {}): Promise<{ chunks: RafsChunk[], size: number }> {
     const chunks: RafsChunk[] = []
     const size = this.chunkSize
     let filled = 0
     let fileOffset = 0
+    /** Whether the bytes gathered for the current chunk all come from holes. */
+    let allHole = true
+    const flush = (length: number): void => {
+      if (!allHole) chunks.push(this.place(this.buffer.subarray(0, length), fileOffset, store, counts))
+      fileOffset += length
+      filled = 0
+      allHole = true
+    }
     for await (const piece of body) {
       throwIfAborted(options)
+      const hole = isHolePiece(piece)
       let at = 0
       while (at < piece.length) {
         if (filled === 0 && piece.length - at >= size) {
-          // A whole chunk inside the piece: digest it where it lies.
-          chunks.push(this.place(piece.subarray(at, at + size), fileOffset, store, counts))
+          // A whole chunk inside the piece: digest it where it lies (or skip it, in a hole).
+          if (!hole) chunks.push(this.place(piece.subarray(at, at + size), fileOffset, store, counts))
           at += size
           fileOffset += size
           continue
         }
         const take = Math.min(size - filled, piece.length - at)
-        this.buffer.set(piece.subarray(at, at + take), filled)
+        if (hole) this.buffer.fill(0, filled, filled + take)
+        else {
+          this.buffer.set(piece.subarray(at, at + take), filled)
+          allHole = false
+        }
         filled += take
         at += take
-        if (filled === size) {
-          chunks.push(this.place(this.buffer, fileOffset, store, counts))
-          fileOffset += size
-          filled = 0
-        }
+        if (filled === size) flush(size)
       }
     }
-    if (filled > 0) {
-      chunks.push(this.place(this.buffer.subarray(0, filled), fileOffset, store, counts))
-      fileOffset += filled
-    }
+    if (filled > 0) flush(filled)
     return { chunks, size: fileOffset }
   }
 }

@@ -16,6 +16,14 @@ const MAX_SPARSE_SEGMENTS = 1 << 20
 const BODY_PIECE = 1024 * 1024
 const ZEROS = new Uint8Array(BODY_PIECE)
 
+/**
+ * True for the pieces of a sparse file's body that stand for holes (views of one shared zero
+ * buffer): a chunker can leave whole-hole chunks out instead of storing and hashing zeros.
+ */
+export function isHolePiece (piece: Uint8Array): boolean {
+  return piece.buffer === ZEROS.buffer
+}
+
 export type TarEntryType = 'file' | 'hardlink' | 'symlink' | 'char' | 'block' | 'directory' | 'fifo'
 
 export interface TarEntry {

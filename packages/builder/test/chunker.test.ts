@@ -100,3 +100,21 @@ test('memory stays flat while ~300 MB of file data streams through one layer', a
   t.diagnostic(`rss grew by ${growth.toFixed(1)} MB`)
   assert.ok(growth < 150, `rss grew by ${growth.toFixed(1)} MB`)
 })
+
+test('a huge sparse file costs only its data: chunks wholly in holes are left out', async () => {
+  // PAX sparse 0.1: 64 GiB logical, 5000 bytes of data at 40 GiB + 100.
+  const data = randomBytes(5000)
+  const offset = 40 * 2 ** 30 + 100
+  const { merged, stores, counts } = await mergeLayers([[{
+    name: 'GNUSparseFile.0/lastlog',
+    data,
+    pax: { 'GNU.sparse.size': String(64 * 2 ** 30), 'GNU.sparse.map': `${offset},5000`, 'GNU.sparse.name': 'var/log/lastlog' }
+  }]], { chunkSize: 1 << 20 })
+  const node = lookup(merged.root, 'var/log/lastlog')!
+  assert.equal(node.size, 64 * 2 ** 30)
+  assert.deepEqual(node.chunks!.map(c => c.fileOffset), [40 * 2 ** 30])
+  assert.equal(counts[0].newChunks, 1)
+  const expected = Buffer.alloc(1 << 20)
+  expected.set(data, 100)
+  assert.ok(Buffer.from(stores[0].chunks[0]).equals(expected))
+})

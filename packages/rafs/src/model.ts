@@ -34,11 +34,13 @@ export interface RafsBlobMetaLocation {
   /** Size of the chunk info array once decompressed. */
   uncompressedSize: number
   compressor: Compressor
-  /** Bytes per chunk info entry: 16 (v1) or 32 (v2, with flags such as "stored uncompressed"). */
+  /** Bytes per chunk info entry: 16 (v1) or 24 (v2, with flags such as "stored uncompressed"). */
   entrySize: number
   /** Offset of the ToC in the blob file, when the blob has one. */
   tocOffset?: number
   tocSize?: number
+  /** sha256 of the ToC with its tar header (a v6 blob table's blob_toc_digest), when known. */
+  tocDigest?: Uint8Array
 }
 
 /** Where one chunk of one file lives. */

@@ -50,7 +50,7 @@ test('v6 fixture blob: blob.meta covers the chunk data and every chunk decodes t
   assert.equal(meta.headerOffset, 0x209a)
   assert.equal(meta.dataSize, 0x1e7a)
   assert.deepEqual(meta.location, {
-    compressedOffset: 0x207a, compressedSize: 32, uncompressedSize: 32, compressor: 'none', entrySize: 16, tocOffset: blob.length - 0x400, tocSize: 0x400
+    compressedOffset: 0x207a, compressedSize: 32, uncompressedSize: 32, compressor: 'none', entrySize: 16, tocOffset: blob.length - 0x400, tocSize: 0x400, tocDigest: sha256(blob.subarray(blob.length - 0x400))
   })
   assert.deepEqual(meta.chunks.map(c => [c.compressedOffset, c.compressedSize, c.uncompressedOffset, c.uncompressedSize, c.compressed]), [
     [0, 4828, 0, 16931, true],

@@ -329,7 +329,7 @@ export function readBlobMeta (bytes: Uint8Array, options: ReadBlobMetaOptions = 
       uncompressedSize: header.ciUncompressedSize,
       compressor: header.compressor,
       entrySize,
-      ...(toc !== undefined ? { tocOffset: toc.offset, tocSize: toc.size } : {})
+      ...(toc !== undefined ? { tocOffset: toc.offset, tocSize: toc.size, tocDigest: toc.digest } : {})
     },
     chunkInfoVersion: version,
     dataSize,

@@ -214,6 +214,7 @@ export class BlobWriter {
     const tocOffset = this.position
     this.emit(toc)
     const blobId = this.hash.digest('hex')
+    const tocDigest = sha256(toc)
     const meta: RafsBlobMetaLocation = {
       compressedOffset: ciOffset,
       compressedSize: packed.bytes.length,
@@ -221,7 +222,8 @@ export class BlobWriter {
       compressor: ciCompressor,
       entrySize: this.entrySize,
       tocOffset,
-      tocSize: toc.length
+      tocSize: toc.length,
+      tocDigest
     }
     return {
       blobId,
@@ -231,7 +233,7 @@ export class BlobWriter {
       meta,
       fileSize: this.position,
       features,
-      toc: { offset: tocOffset, size: toc.length, digest: sha256(toc) },
+      toc: { offset: tocOffset, size: toc.length, digest: tocDigest },
       blob: {
         index: 0,
         blobId,

@@ -5,7 +5,10 @@
  */
 export * from './model.js'
 export * from './errors.js'
+export * from './device-number.js'
 export * from './blob/index.js'
 export * from './v5/index.js'
 export * from './v6/index.js'
 export * from './tree-json.js'
+export * from './bootstrap.js'
+export * from './stats.js'

@@ -70,6 +70,13 @@ interface InodeRecord {
   chunksAt: number
 }
 
+/** Where a value sits, for error messages: a string, or a function that builds one only when needed. */
+type Describe = string | (() => string)
+
+function describe (what: Describe): string {
+  return typeof what === 'string' ? what : what()
+}
+
 class BootstrapBytes {
   readonly bytes: Uint8Array
   readonly view: DataView
@@ -81,10 +88,10 @@ class BootstrapBytes {
     this.length = bytes.byteLength
   }
 
-  /** Throws unless bytes [offset, offset + size) lie inside the buffer. */
-  need (offset: number, size: number, what: string): void {
+  /** Throws unless bytes [offset, offset + size) lie inside the buffer. `what` is built only on failure. */
+  need (offset: number, size: number, what: Describe): void {
     if (offset < 0 || size < 0 || offset + size > this.length) {
-      throw new RafsOutOfRangeError(`${what}: needs bytes ${offset}..${offset + size}, but the bootstrap is ${this.length} bytes`)
+      throw new RafsOutOfRangeError(`${describe(what)}: needs bytes ${offset}..${offset + size}, but the bootstrap is ${this.length} bytes`)
     }
   }
 
@@ -97,12 +104,12 @@ class BootstrapBytes {
   }
 
   /** A u64 that must fit a JS number exactly; larger values are lies in any real bootstrap. */
-  u64 (at: number, what: string): number {
-    const value = this.view.getBigUint64(at, true)
-    if (value > BigInt(Number.MAX_SAFE_INTEGER)) {
-      throw new RafsOutOfRangeError(`${what} at byte ${at} is ${value}, beyond 2^53`)
+  u64 (at: number, what: Describe): number {
+    const high = this.view.getUint32(at + 4, true)
+    if (high > 0x1f_ffff) {
+      throw new RafsOutOfRangeError(`${describe(what)} at byte ${at} is ${this.view.getBigUint64(at, true)}, beyond 2^53`)
     }
-    return Number(value)
+    return high * 0x1_0000_0000 + this.view.getUint32(at, true)
   }
 }
 
@@ -331,33 +338,33 @@ class InodeRecords {
       throw new RafsOutOfRangeError(`${referrer}: child index ${index} is outside the inode table (1..${sb.inodeTableEntries})`)
     }
     const offset = b.u32(sb.inodeTable.start + (index - 1) * 4) * 8
-    const where = `inode table entry ${index} (record at byte ${offset})`
+    const where = (): string => `inode table entry ${index} (record at byte ${offset})`
     if (offset <= RAFS_V5_SUPERBLOCK_SIZE) {
-      throw new RafsOutOfRangeError(`${where}: points inside the superblock`)
+      throw new RafsOutOfRangeError(`${where()}: points inside the superblock`)
     }
     const known = this.byOffset.get(offset)
     if (known !== undefined) return known
 
     b.need(offset, RAFS_V5_INODE_SIZE, where)
     const at = (field: number): number => offset + field
-    const ino = b.u64(at(INODE.ino), `${where}: inode number`)
+    const ino = b.u64(at(INODE.ino), () => `${where()}: inode number`)
     const mode = b.u32(at(INODE.mode))
     const type = nodeTypeOfMode(mode)
-    if (ino === 0) throw new RafsCorruptError(`${where}: inode number 0`)
+    if (ino === 0) throw new RafsCorruptError(`${where()}: inode number 0`)
     if (type === undefined) {
-      throw new RafsCorruptError(`${where}, ino ${ino}: mode 0o${mode.toString(8)} has no known file type`)
+      throw new RafsCorruptError(`${where()}, ino ${ino}: mode 0o${mode.toString(8)} has no known file type`)
     }
     const flags = b.u32(at(INODE.flags))
     const nlink = b.u32(at(INODE.nlink))
-    if (nlink === 0) throw new RafsCorruptError(`${where}, ino ${ino}: link count 0`)
+    if (nlink === 0) throw new RafsCorruptError(`${where()}, ino ${ino}: link count 0`)
     const childCount = b.u32(at(INODE.childCount))
     const nameSize = b.u16(at(INODE.nameSize))
     const symlinkSize = b.u16(at(INODE.symlinkSize))
     if (nameSize === 0 || nameSize > RAFS_V5_MAX_NAME) {
-      throw new RafsCorruptError(`${where}, ino ${ino}: name is ${nameSize} bytes; expected 1..${RAFS_V5_MAX_NAME}`)
+      throw new RafsCorruptError(`${where()}, ino ${ino}: name is ${nameSize} bytes; expected 1..${RAFS_V5_MAX_NAME}`)
     }
     if (type === 'symlink' && symlinkSize === 0) {
-      throw new RafsCorruptError(`${where}, ino ${ino}: symlink with an empty target`)
+      throw new RafsCorruptError(`${where()}, ino ${ino}: symlink with an empty target`)
     }
 
     const nameAt = offset + RAFS_V5_INODE_SIZE
@@ -366,16 +373,16 @@ class InodeRecords {
     let xattrAt: number | undefined
     if ((flags & RafsV5InodeFlags.XATTR) !== 0) {
       xattrAt = offset + extent
-      b.need(xattrAt, 8, `${where}, ino ${ino}: xattr table size`)
-      const xattrSize = b.u64(xattrAt, `${where}, ino ${ino}: xattr table size`)
+      b.need(xattrAt, 8, () => `${where()}, ino ${ino}: xattr table size`)
+      const xattrSize = b.u64(xattrAt, () => `${where()}, ino ${ino}: xattr table size`)
       extent += 8 + alignV5(xattrSize)
     }
     const chunksAt = offset + extent
     if (type === 'file') extent += childCount * RAFS_V5_CHUNK_INFO_SIZE
-    b.need(offset, extent, `${where}, ino ${ino}: inode record`)
+    b.need(offset, extent, () => `${where()}, ino ${ino}: inode record`)
     this.spanned += extent
     if (this.spanned > b.length) {
-      throw new RafsCorruptError(`${where}, ino ${ino}: inode records overlap (${this.spanned} bytes of records in a ${b.length}-byte bootstrap)`)
+      throw new RafsCorruptError(`${where()}, ino ${ino}: inode records overlap (${this.spanned} bytes of records in a ${b.length}-byte bootstrap)`)
     }
 
     const record: InodeRecord = {
@@ -386,8 +393,8 @@ class InodeRecords {
       flags,
       uid: b.u32(at(INODE.uid)),
       gid: b.u32(at(INODE.gid)),
-      size: b.u64(at(INODE.size), `${where}, ino ${ino}: size`),
-      mtime: b.u64(at(INODE.mtime), `${where}, ino ${ino}: mtime`),
+      size: b.u64(at(INODE.size), () => `${where()}, ino ${ino}: size`),
+      mtime: b.u64(at(INODE.mtime), () => `${where()}, ino ${ino}: mtime`),
       mtimeNsec: b.u32(at(INODE.mtimeNsec)),
       nlink,
       rdev: b.u32(at(INODE.rdev)),
@@ -533,7 +540,7 @@ function makeNode (b: BootstrapBytes, sb: Superblock, blobs: RafsBlob[], record:
 /** The xattr table: u64 size, then pairs of u32 pair size | name | '\0' | value (layout/mod.rs). */
 function readXattrs (b: BootstrapBytes, at: number, ino: number): Map<string, Uint8Array> {
   const xattrs = new Map<string, Uint8Array>()
-  const size = b.u64(at, `ino ${ino}: xattr table size`)
+  const size = b.u64(at, () => `ino ${ino}: xattr table size`)
   let pos = at + 8
   const end = pos + size
   // The record's extent was checked against the buffer already; each pair consumes 4 bytes or more.
@@ -562,39 +569,39 @@ function readChunks (b: BootstrapBytes, sb: Superblock, blobs: RafsBlob[], recor
   let fileEnd = 0
   for (let i = 0; i < record.childCount; i++) {
     const at = record.chunksAt + i * RAFS_V5_CHUNK_INFO_SIZE
-    const where = `ino ${record.ino}, chunk ${i} (byte ${at})`
+    const where = (): string => `ino ${record.ino}, chunk ${i} (byte ${at})`
     const blobIndex = b.u32(at + CHUNK.blobIndex)
     const flags = b.u32(at + CHUNK.flags)
     const compressedSize = b.u32(at + CHUNK.compressedSize)
     const uncompressedSize = b.u32(at + CHUNK.uncompressedSize)
-    const compressedOffset = b.u64(at + CHUNK.compressedOffset, `${where}: compressed offset`)
-    const uncompressedOffset = b.u64(at + CHUNK.uncompressedOffset, `${where}: uncompressed offset`)
-    const fileOffset = b.u64(at + CHUNK.fileOffset, `${where}: file offset`)
+    const compressedOffset = b.u64(at + CHUNK.compressedOffset, () => `${where()}: compressed offset`)
+    const uncompressedOffset = b.u64(at + CHUNK.uncompressedOffset, () => `${where()}: uncompressed offset`)
+    const fileOffset = b.u64(at + CHUNK.fileOffset, () => `${where()}: file offset`)
     const index = b.u32(at + CHUNK.index)
     const compressed = (flags & RafsV5ChunkFlags.COMPRESSED) !== 0
 
     const blob = blobs[blobIndex]
     if (blob === undefined) {
-      throw new RafsOutOfRangeError(`${where}: blob index ${blobIndex}, but the blob table has ${blobs.length} blobs`)
+      throw new RafsOutOfRangeError(`${where()}: blob index ${blobIndex}, but the blob table has ${blobs.length} blobs`)
     }
     if ((flags & (RafsV5ChunkFlags.ENCRYPTED | RafsV5ChunkFlags.BATCH)) !== 0) {
-      throw new RafsUnsupportedError(`${where}: chunk flags 0x${flags.toString(16)} (encrypted or batch chunks)`)
+      throw new RafsUnsupportedError(`${where()}: chunk flags 0x${flags.toString(16)} (encrypted or batch chunks)`)
     }
     if (uncompressedSize === 0 || uncompressedSize > sb.chunkSize) {
-      throw new RafsCorruptError(`${where}: uncompressed size ${uncompressedSize}; expected 1..${sb.chunkSize}`)
+      throw new RafsCorruptError(`${where()}: uncompressed size ${uncompressedSize}; expected 1..${sb.chunkSize}`)
     }
     if (compressed ? compressedSize === 0 || compressedSize > maxStoredSize : compressedSize !== uncompressedSize) {
-      throw new RafsCorruptError(`${where}: stored size ${compressedSize} for ${uncompressedSize} bytes ${compressed ? 'compressed' : 'stored as is'}`)
+      throw new RafsCorruptError(`${where()}: stored size ${compressedSize} for ${uncompressedSize} bytes ${compressed ? 'compressed' : 'stored as is'}`)
     }
     if (fileOffset < fileEnd || fileOffset + uncompressedSize > record.size) {
-      throw new RafsOutOfRangeError(`${where}: file bytes ${fileOffset}..${fileOffset + uncompressedSize} overlap the previous chunk (ends at ${fileEnd}) or pass the file size ${record.size}`)
+      throw new RafsOutOfRangeError(`${where()}: file bytes ${fileOffset}..${fileOffset + uncompressedSize} overlap the previous chunk (ends at ${fileEnd}) or pass the file size ${record.size}`)
     }
     if (hasExtendedTable) {
       if (index >= blob.chunkCount) {
-        throw new RafsOutOfRangeError(`${where}: chunk index ${index}, but blob ${blob.blobId} has ${blob.chunkCount} chunks`)
+        throw new RafsOutOfRangeError(`${where()}: chunk index ${index}, but blob ${blob.blobId} has ${blob.chunkCount} chunks`)
       }
       if (compressedOffset + compressedSize > blob.compressedSize || uncompressedOffset + uncompressedSize > blob.uncompressedSize) {
-        throw new RafsOutOfRangeError(`${where}: blob bytes ${compressedOffset}+${compressedSize} (uncompressed ${uncompressedOffset}+${uncompressedSize}) pass the end of blob ${blob.blobId} (${blob.compressedSize}, uncompressed ${blob.uncompressedSize})`)
+        throw new RafsOutOfRangeError(`${where()}: blob bytes ${compressedOffset}+${compressedSize} (uncompressed ${uncompressedOffset}+${uncompressedSize}) pass the end of blob ${blob.blobId} (${blob.compressedSize}, uncompressed ${blob.uncompressedSize})`)
       }
     }
     fileEnd = fileOffset + uncompressedSize

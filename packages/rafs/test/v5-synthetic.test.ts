@@ -200,6 +200,8 @@ describe('RAFS v5 reader: built images', () => {
     })
     it('a directory that is also a file', () => {
       expectError(withInode(10, i => { i.ino = 2 }), RafsCorruptError, /links ino 2 as file/)
+      // and the other way round: dev-blk becomes a directory numbered as the file before it, 'sparse'
+      expectError(withInode(4, i => { i.ino = 3; i.mode = 0o40755 }), RafsCorruptError, /links ino 3 as directory mode 0o40755 size 0, but an earlier link has file/)
     })
     it('a chunk naming a blob that does not exist', () => {
       expectError(withInode(3, i => { (i.chunks ?? [])[1].blobIndex = 2 }), RafsOutOfRangeError, /ino 3, chunk 1 .*blob index 2, but the blob table has 2 blobs/)

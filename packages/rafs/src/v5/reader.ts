@@ -450,7 +450,7 @@ function buildTree (b: BootstrapBytes, sb: Superblock, blobs: RafsBlob[], record
     for (let index = first; index <= last; index++) {
       const record = records.get(index, referrer)
       const existing = nodesByIno.get(record.ino)
-      if (record.type === 'directory' && existing !== undefined) {
+      if (record.type === 'directory' && existing?.type === 'directory') {
         if (isDirOrAncestor(existing, dir, parentOfDir)) {
           throw new RafsLoopError(`${referrer}: child at table index ${index} is directory ino ${record.ino}, which is the directory itself or its ancestor`)
         }

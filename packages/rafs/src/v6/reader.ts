@@ -6,6 +6,7 @@
 import { RafsCorruptError, RafsFormatError, RafsLoopError, RafsOutOfRangeError, RafsUnsupportedError, RafsBadMagicError } from '../errors.js'
 import type { RafsBlob, RafsBlobMetaLocation, RafsChunk, RafsEntry, RafsImage, RafsNode } from '../model.js'
 import { nodeTypeOfMode } from '../model.js'
+import { CHUNK_INFO_V1_SIZE, CHUNK_INFO_V2_SIZE } from '../blob/meta.js'
 import {
   BLOB_ENTRY_SIZE, BLOB_FEATURE_CHUNK_INFO_V2, CHUNK_ADDR_SIZE, CHUNK_FLAG_COMPRESSED, CHUNK_FORMAT_INDEXES, CHUNK_INFO_SIZE,
   COMPACT_INODE_SIZE, DEVICE_SLOT_SIZE, DIRENT_SIZE, EROFS_MAGIC, EXTENDED_INODE_SIZE, EXT_SUPER_OFFSET, FEATURE_COMPAT_RAFS_V6,
@@ -192,7 +193,7 @@ function readBlobTable (b: Bytes, ext: ExtSuperblock): RafsBlob[] {
         compressedSize: metaCompressedSize,
         uncompressedSize: metaUncompressedSize,
         compressor: metaCompressor,
-        entrySize: (features & BLOB_FEATURE_CHUNK_INFO_V2) !== 0 ? 32 : 16
+        entrySize: (features & BLOB_FEATURE_CHUNK_INFO_V2) !== 0 ? CHUNK_INFO_V2_SIZE : CHUNK_INFO_V1_SIZE
       }
       // The bootstrap knows the ToC's size only: it sits at the end of the blob file.
       if (tocSize !== 0) meta.tocSize = tocSize

@@ -117,12 +117,20 @@ export interface RafsImage {
   explicitUidGid?: boolean
 }
 
-/** Calls `visit` for every entry under `dir`, depth first, with its path from the image root ("/a/b"). */
-export function walk (dir: RafsNode, visit: (path: string, node: RafsNode, parent: RafsNode) => void, prefix = ''): void {
-  for (const entry of dir.entries ?? []) {
-    const path = `${prefix}/${entry.name}`
-    visit(path, entry.node, dir)
-    if (entry.node.type === 'directory') walk(entry.node, visit, path)
+/**
+ * Calls `visit` for every entry under `dir`, each directory before what it holds, with its path
+ * from the image root ("/a/b"). Iterative, so a deep (or hostile) tree costs no stack.
+ */
+export function walk (dir: RafsNode, visit: (path: string, node: RafsNode, parent: RafsNode) => void): void {
+  const pending: Array<{ dir: RafsNode, prefix: string }> = [{ dir, prefix: '' }]
+  while (pending.length > 0) {
+    const { dir, prefix } = pending.pop()!
+    const entries = dir.entries ?? []
+    for (const entry of entries) visit(`${prefix}/${entry.name}`, entry.node, dir)
+    for (let i = entries.length - 1; i >= 0; i--) {
+      const entry = entries[i]
+      if (entry.node.type === 'directory') pending.push({ dir: entry.node, prefix: `${prefix}/${entry.name}` })
+    }
   }
 }
 

@@ -4,12 +4,13 @@
  */
 import { createReadStream } from 'node:fs'
 import { lstat, readdir, readlink } from 'node:fs/promises'
-import { join } from 'node:path'
+import { join, resolve } from 'node:path'
 import { throwIfAborted, type AbortOptions } from '@shoal/interface'
 import type { RafsNodeType } from '@shoal/rafs'
 import type { ChunkCounts, ChunkStore, Chunker } from './chunker.js'
 import { joinLayerPath } from './path.js'
 import type { LayerTree, NodeSpec } from './tree.js'
+import { readTreeXattrs } from './xattrs.js'
 
 export interface ApplyDirectoryContext extends AbortOptions {
   index: number
@@ -43,6 +44,7 @@ export async function applyDirectory (tree: LayerTree, dir: string, context: App
   const options: AbortOptions = context.signal != null ? { signal: context.signal } : {}
   tree.beginLayer(context.index)
   const firstPathOfInode = new Map<string, string>()
+  const xattrsByPath = await readTreeXattrs(dir)
   let entries = 0
   let fileBytes = 0
   // Depth first with an explicit stack: deep trees do not grow the call stack.
@@ -63,7 +65,7 @@ export async function applyDirectory (tree: LayerTree, dir: string, context: App
       gid: Number(stat.gid),
       mtime: Number(stat.mtimeNs / 1_000_000_000n),
       mtimeNsec: Number(stat.mtimeNs % 1_000_000_000n),
-      xattrs: new Map()
+      xattrs: xattrsByPath.get(resolve(path)) ?? new Map()
     }
     if (type !== 'directory' && stat.nlink > 1n) {
       const key = `${stat.dev}:${stat.ino}`

@@ -1,5 +1,5 @@
 import { execFile } from 'node:child_process'
-import { mkdir, open, readdir, symlink, link, lchown, chmod, lutimes, writeFile, rm } from 'node:fs/promises'
+import { mkdir, open, readdir, symlink, link, lchown, chmod, writeFile, rm } from 'node:fs/promises'
 import { join } from 'node:path'
 import { tmpdir } from 'node:os'
 import { promisify } from 'node:util'
@@ -100,10 +100,35 @@ export async function unpackImage (image: RafsImage, blobs: BlobBackend, out: st
     // chown before chmod: chown clears the set-id bits.
     if (owners) await lchown(path, node.uid, node.gid)
     if (node.type !== 'symlink') await chmod(path, node.mode & 0o7777)
-    const time = node.mtime + node.mtimeNsec / 1e9
-    await lutimes(path, time, time)
   }
+  await restoreTimes(out, [rootEntry, ...withMetadata])
   return result
+}
+
+/**
+ * Sets access and modification times to the nanosecond. Node's utimes takes seconds as a double,
+ * which keeps only about a microsecond of a current time, so the exact times go through
+ * `touch -h -d @SEC.NSEC`, one run per distinct time and up to 500 paths each (layers tend to
+ * share a few times, so this stays a handful of runs).
+ */
+async function restoreTimes (out: string, entries: ImageEntry[]): Promise<void> {
+  const byTime = new Map<string, string[]>()
+  for (const { path, node } of entries) {
+    const time = `${node.mtime}.${String(node.mtimeNsec).padStart(9, '0')}`
+    let paths = byTime.get(time)
+    if (paths == null) byTime.set(time, paths = [])
+    paths.push(join(out, path))
+  }
+  for (const [time, paths] of byTime) {
+    for (let i = 0; i < paths.length; i += 500) {
+      const batch = paths.slice(i, i + 500)
+      try {
+        await run('touch', ['-h', '-d', `@${time}`, '--', ...batch])
+      } catch (err: any) {
+        throw new ToolFailedError(`touch -d @${time} failed: ${String(err.stderr ?? err.message).trim()}`)
+      }
+    }
+  }
 }
 
 async function prepareOutput (out: string): Promise<void> {

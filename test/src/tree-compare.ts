@@ -3,6 +3,7 @@ import { createHash } from 'node:crypto'
 import { lstat, readdir, readFile, readlink } from 'node:fs/promises'
 import { join } from 'node:path'
 import { promisify } from 'node:util'
+import { nodeTypeOfMode } from '@shoal/rafs'
 
 const run = promisify(execFile)
 
@@ -26,19 +27,6 @@ export interface DescribeOptions {
   mtime?: boolean
   /** Leave out xattrs whose name matches (e.g. security.selinux of the host). */
   ignoreXattr?: RegExp
-}
-
-function typeOf (mode: number): string {
-  switch (mode & 0o170000) {
-    case 0o100000: return 'file'
-    case 0o040000: return 'directory'
-    case 0o120000: return 'symlink'
-    case 0o020000: return 'char'
-    case 0o060000: return 'block'
-    case 0o010000: return 'fifo'
-    case 0o140000: return 'socket'
-    default: return 'unknown'
-  }
 }
 
 /** xattrs of every path under `root` (relative "./a/b" keys), from one getfattr run. */
@@ -77,7 +65,7 @@ export async function describeTree (root: string, options: DescribeOptions = {})
     const path = join(root, rel)
     const stat = await lstat(path, { bigint: true })
     const mode = Number(stat.mode)
-    const type = typeOf(mode)
+    const type = nodeTypeOfMode(mode) ?? 'unknown'
     const entry: TreeEntry = { type, mode: mode & 0o7777, uid: Number(stat.uid), gid: Number(stat.gid) }
     if (type === 'file') {
       entry.size = Number(stat.size)

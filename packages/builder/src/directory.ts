@@ -6,7 +6,7 @@ import { createReadStream } from 'node:fs'
 import { lstat, readdir, readlink } from 'node:fs/promises'
 import { join, resolve } from 'node:path'
 import { throwIfAborted, type AbortOptions } from '@shoal/interface'
-import type { RafsNodeType } from '@shoal/rafs'
+import { nodeTypeOfMode } from '@shoal/rafs'
 import type { ChunkCounts, ChunkStore, Chunker } from './chunker.js'
 import { joinLayerPath } from './path.js'
 import type { LayerTree, NodeSpec } from './tree.js'
@@ -27,19 +27,6 @@ function splitDevice (rdev: bigint): { major: number, minor: number } {
   return { major, minor }
 }
 
-function typeOfMode (mode: number): RafsNodeType | undefined {
-  switch (mode & 0o170000) {
-    case 0o100000: return 'file'
-    case 0o040000: return 'directory'
-    case 0o120000: return 'symlink'
-    case 0o020000: return 'char'
-    case 0o060000: return 'block'
-    case 0o010000: return 'fifo'
-    case 0o140000: return 'socket'
-    default: return undefined
-  }
-}
-
 export async function applyDirectory (tree: LayerTree, dir: string, context: ApplyDirectoryContext): Promise<{ entries: number }> {
   const options: AbortOptions = context.signal != null ? { signal: context.signal } : {}
   tree.beginLayer(context.index)
@@ -54,7 +41,7 @@ export async function applyDirectory (tree: LayerTree, dir: string, context: App
     const parts = stack.pop() as string[]
     const path = join(dir, ...parts)
     const stat = await lstat(path, { bigint: true })
-    const type = typeOfMode(Number(stat.mode))
+    const type = nodeTypeOfMode(Number(stat.mode))
     if (type === undefined) continue
     entries++
     const layerPath = joinLayerPath(parts)

@@ -6,3 +6,4 @@
 export * from './types.js'
 export * from './errors.js'
 export * from './abort.js'
+export * from './oci.js'

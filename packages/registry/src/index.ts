@@ -17,3 +17,5 @@ export type {
   ResolvedImage, ResolveImageOptions, ManifestHead, BlobHead, BlobSink, GetBlobOptions, BlobSource, PushBlobOptions,
   PushBlobResult, PushManifestResult, ReferenceLike, LocationLike
 } from './client.js'
+export { registryImageStore } from './store.js'
+export type { RegistryImageStore } from './store.js'

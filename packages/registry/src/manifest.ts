@@ -1,51 +1,14 @@
 /** Manifest media types, the shapes Shoal reads, and platform selection from an index. */
 
-export const MEDIA_TYPE_OCI_MANIFEST = 'application/vnd.oci.image.manifest.v1+json'
-export const MEDIA_TYPE_OCI_INDEX = 'application/vnd.oci.image.index.v1+json'
-export const MEDIA_TYPE_DOCKER_MANIFEST = 'application/vnd.docker.distribution.manifest.v2+json'
-export const MEDIA_TYPE_DOCKER_MANIFEST_LIST = 'application/vnd.docker.distribution.manifest.list.v2+json'
-export const MEDIA_TYPE_OCI_CONFIG = 'application/vnd.oci.image.config.v1+json'
-export const MEDIA_TYPE_DOCKER_CONFIG = 'application/vnd.docker.container.image.v1+json'
+import { INDEX_MEDIA_TYPES, MANIFEST_MEDIA_TYPES } from '@shoal/interface'
+import type { Descriptor, ImageIndex, Platform } from '@shoal/interface'
 
-export const MANIFEST_MEDIA_TYPES = [MEDIA_TYPE_OCI_MANIFEST, MEDIA_TYPE_DOCKER_MANIFEST] as const
-export const INDEX_MEDIA_TYPES = [MEDIA_TYPE_OCI_INDEX, MEDIA_TYPE_DOCKER_MANIFEST_LIST] as const
-/** Sent as Accept on every manifest request, so a registry never falls back to schema 1. */
-export const ALL_MANIFEST_MEDIA_TYPES = [...MANIFEST_MEDIA_TYPES, ...INDEX_MEDIA_TYPES]
-
-export interface Descriptor {
-  mediaType: string
-  digest: string
-  size: number
-  annotations?: Record<string, string>
-  urls?: string[]
-  platform?: Platform
-  artifactType?: string
-}
-
-export interface Platform {
-  architecture: string
-  os: string
-  variant?: string
-  'os.version'?: string
-  'os.features'?: string[]
-}
-
-export interface ImageManifest {
-  schemaVersion: 2
-  mediaType?: string
-  artifactType?: string
-  config: Descriptor
-  layers: Descriptor[]
-  subject?: Descriptor
-  annotations?: Record<string, string>
-}
-
-export interface ImageIndex {
-  schemaVersion: 2
-  mediaType?: string
-  manifests: Descriptor[]
-  annotations?: Record<string, string>
-}
+// The shapes and media types live in @shoal/interface (so an OCI layout needs no registry); re-exported here.
+export {
+  MEDIA_TYPE_OCI_MANIFEST, MEDIA_TYPE_OCI_INDEX, MEDIA_TYPE_DOCKER_MANIFEST, MEDIA_TYPE_DOCKER_MANIFEST_LIST,
+  MEDIA_TYPE_OCI_CONFIG, MEDIA_TYPE_DOCKER_CONFIG, MANIFEST_MEDIA_TYPES, INDEX_MEDIA_TYPES, ALL_MANIFEST_MEDIA_TYPES
+} from '@shoal/interface'
+export type { Descriptor, Platform, ImageManifest, ImageIndex, ImageConfig } from '@shoal/interface'
 
 export function isIndexMediaType (mediaType: string): boolean {
   return (INDEX_MEDIA_TYPES as readonly string[]).includes(mediaType)

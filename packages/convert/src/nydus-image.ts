@@ -1,0 +1,41 @@
+/** Opening a Nydus image that lives in a store: its manifest, its bootstrap, its blobs. */
+import { ANNOTATION_NYDUS_BOOTSTRAP, MEDIA_TYPE_NYDUS_BLOB } from '@shoal/interface'
+import type { BlobBackend, Descriptor } from '@shoal/interface'
+import { readBootstrap } from '@shoal/rafs'
+import type { RafsImage } from '@shoal/rafs'
+import { MAX_BOOTSTRAP_BYTES, readBootstrapLayer } from './bootstrap-layer.js'
+import { NotNydusImageError } from './errors.js'
+import { describeLocation, resolveManifest, storeBlobBackend } from './resolve.js'
+import type { ImageLocation, ResolvedManifest, ResolveOptions } from './resolve.js'
+
+export interface StoredNydusImage {
+  manifest: ResolvedManifest
+  /** The bootstrap layer's descriptor. */
+  bootstrapLayer: Descriptor
+  bootstrap: Uint8Array
+  image: RafsImage
+  /** Reads the image's blobs from the store with Range reads. */
+  blobs: BlobBackend
+}
+
+/** The bootstrap layer of a Nydus manifest: the one annotated as such, else a last layer that is not a blob. */
+export function findBootstrapLayer (manifest: ResolvedManifest, where: string): Descriptor {
+  const layers = manifest.manifest.layers
+  const annotated = layers.filter(l => l.annotations?.[ANNOTATION_NYDUS_BOOTSTRAP] === 'true')
+  if (annotated.length > 1) throw new NotNydusImageError(`${where} has ${annotated.length} layers annotated as a Nydus bootstrap`)
+  const last = layers[layers.length - 1]
+  const layer = annotated[0] ?? (layers.some(l => l.mediaType === MEDIA_TYPE_NYDUS_BLOB) && last?.mediaType !== MEDIA_TYPE_NYDUS_BLOB ? last : undefined)
+  if (layer == null) throw new NotNydusImageError(`${where} (manifest ${manifest.digest}) is not a Nydus image: no layer is annotated ${ANNOTATION_NYDUS_BOOTSTRAP}`)
+  return layer
+}
+
+export async function openNydusImage (location: ImageLocation, options: ResolveOptions = {}): Promise<StoredNydusImage> {
+  const where = describeLocation(location)
+  const manifest = await resolveManifest(location, options)
+  const bootstrapLayer = findBootstrapLayer(manifest, where)
+  if (bootstrapLayer.size > MAX_BOOTSTRAP_BYTES) throw new NotNydusImageError(`bootstrap layer ${bootstrapLayer.digest} of ${where} is ${bootstrapLayer.size} bytes, more than the ${MAX_BOOTSTRAP_BYTES} accepted`)
+  const layerBytes = await location.store.getBlobBytes(bootstrapLayer.digest, { ...options, maxSize: Math.max(bootstrapLayer.size, 1) })
+  const bootstrap = await readBootstrapLayer(layerBytes, `${bootstrapLayer.digest} of ${where}`, options)
+  const image = readBootstrap(bootstrap)
+  return { manifest, bootstrapLayer, bootstrap, image, blobs: storeBlobBackend(location.store) }
+}

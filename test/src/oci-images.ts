@@ -258,3 +258,57 @@ export async function compareTrees (expectedRoot: string, actualRoot: string): P
   for (const path of actual.keys()) if (!expected.has(path)) problems.push(`${path}: not expected`)
   return problems
 }
+
+export interface HandTarEntry { name: string, type?: 'file' | 'dir' | 'symlink' | 'hardlink', body?: string, linkname?: string, mode?: number }
+
+/** A ustar archive written entry by entry, names as given: for layers no tar tool would make (`../x`). */
+export function handTar (entries: HandTarEntry[]): Buffer {
+  const blocks: Buffer[] = []
+  for (const entry of entries) {
+    const body = Buffer.from(entry.body ?? '')
+    const header = Buffer.alloc(512)
+    header.write(entry.name, 0, 100, 'utf8')
+    const octal = (offset: number, width: number, value: number): void => { header.write(value.toString(8).padStart(width - 1, '0') + '\u0000', offset, width, 'ascii') }
+    octal(100, 8, entry.mode ?? (entry.type === 'dir' ? 0o755 : 0o644))
+    octal(108, 8, 0)
+    octal(116, 8, 0)
+    octal(124, 12, entry.type == null || entry.type === 'file' ? body.length : 0)
+    octal(136, 12, 1700000000)
+    header.write({ file: '0', hardlink: '1', symlink: '2', dir: '5' }[entry.type ?? 'file'], 156, 1, 'ascii')
+    if (entry.linkname != null) header.write(entry.linkname, 157, 100, 'utf8')
+    header.write('ustar\u000000', 257, 8, 'ascii')
+    header.fill(0x20, 148, 156)
+    let sum = 0
+    for (const byte of header) sum += byte
+    header.write(sum.toString(8).padStart(6, '0') + '\u0000 ', 148, 8, 'ascii')
+    blocks.push(header)
+    if (entry.type == null || entry.type === 'file') blocks.push(body, Buffer.alloc((512 - (body.length % 512)) % 512))
+  }
+  blocks.push(Buffer.alloc(1024))
+  return Buffer.concat(blocks)
+}
+
+/** A one-layer image in an OCI layout from a layer blob's bytes (any compression), with a matching config. */
+export async function buildLayerBytesImage (layoutDir: string, tag: string, layer: Uint8Array, work: string, mediaType = 'application/vnd.oci.image.layer.v1.tar+gzip'): Promise<{ layerDigest: string }> {
+  const path = join(work, `layer-${tag}`)
+  await writeFile(path, layer)
+  const store = ociLayout({ path: layoutDir })
+  const put = await store.putBlob(path)
+  const configPath = join(work, `config-${tag}.json`)
+  await writeFile(configPath, JSON.stringify({ architecture: 'amd64', os: 'linux', config: {}, rootfs: { type: 'layers', diff_ids: [put.digest] } }))
+  const config = await store.putBlob(configPath)
+  const manifest = {
+    schemaVersion: 2,
+    mediaType: MEDIA_TYPE_OCI_MANIFEST,
+    config: { mediaType: MEDIA_TYPE_OCI_CONFIG, digest: config.digest, size: config.size },
+    layers: [{ mediaType, digest: put.digest, size: put.size }]
+  }
+  await store.putManifest(tag, Buffer.from(JSON.stringify(manifest)), MEDIA_TYPE_OCI_MANIFEST)
+  return { layerDigest: put.digest }
+}
+
+/** Files under a registry's storage (blobs and repositories), to see whether a push left anything. */
+export async function registryFiles (storage: string): Promise<string[]> {
+  const out = await run('find', [storage, '-type', 'f']).catch(() => '')
+  return out.split('\n').filter(l => l !== '').sort()
+}

@@ -45,6 +45,13 @@ export interface ChunkRef {
 export interface ChunkSource {
   readonly name: string
   /**
+   * What getChunks returns: 'stored' (the default) is the chunk as it sits in the blob, to be
+   * decoded with decodeChunkRef; 'uncompressed' is the chunk's uncompressed bytes, already checked
+   * against its digest by the source. Callers still verify: an uncompressed chunk decodes with
+   * decodeChunkRef(bytes, { ...ref, compressed: false, compressedSize: ref.uncompressedSize }).
+   */
+  readonly delivers?: 'stored' | 'uncompressed'
+  /**
    * Returns the stored bytes of each requested chunk, in request order, or undefined for a
    * chunk the source does not have. Chunks passed together are adjacent in the blob when
    * the caller can arrange it, so a source may fetch them in one range.
@@ -59,4 +66,20 @@ export interface BlobBackend {
   size(blobId: BlobId, options?: AbortOptions): Promise<number>
   /** Reads [offset, offset + length); throws BlobNotFoundError when it is absent. */
   read(blobId: BlobId, offset: number, length: number, options?: AbortOptions): Promise<Uint8Array>
+}
+
+/**
+ * What the swarm needs from the local chunk cache to serve peers. Only verified chunks are
+ * ever in it, so whatever it returns may be sent as is.
+ */
+export interface ChunkStore {
+  /** Whether chunk `index` of `blobId` is held. */
+  has(blobId: BlobId, index: number, options?: AbortOptions): Promise<boolean>
+  /**
+   * Which chunks of `blobId` are held: bit i (byte i >> 3, bit i & 7, least significant first)
+   * is set when chunk i is held. Undefined when no chunk of the blob is held.
+   */
+  bitmap(blobId: BlobId, options?: AbortOptions): Promise<Uint8Array | undefined>
+  /** The uncompressed, verified bytes of chunk `index` of `blobId`, or undefined when not held. */
+  getUncompressed(blobId: BlobId, index: number, options?: AbortOptions): Promise<Uint8Array | undefined>
 }

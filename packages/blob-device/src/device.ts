@@ -463,7 +463,8 @@ class Device implements BlobDevice {
 
   startPrefetch (): Promise<PrefetchResult> {
     this.prefetching ??= this.runPrefetch().catch((err: any) => {
-      this.logger?.warn(`prefetch stopped: ${err?.message ?? err}`)
+      // Closing the device ends the prefetch on purpose; anything else is worth a line.
+      if (!this.closing.signal.aborted) this.logger?.warn(`prefetch stopped: ${err?.message ?? err}`)
       return this.prefetchResult()
     })
     return this.prefetching

@@ -42,7 +42,10 @@ export interface BlobDeviceInit {
 }
 
 export interface BlobDeviceStats {
-  /** Stored bytes of verified chunks by where they came from; `cache` and `memory` count uncompressed bytes. */
+  /**
+   * Bytes of verified chunks by where they came from, as the source sent them (stored, or
+   * uncompressed for sources that deliver so); `cache` and `memory` count uncompressed bytes.
+   */
   bytesBySource: Record<string, number>
   chunksBySource: Record<string, number>
   cacheHits: number
@@ -351,7 +354,9 @@ class Device implements BlobDevice {
         }
         let bytes: Uint8Array
         try {
-          bytes = decodeChunk(stored, p.chunk, p.blob)
+          // A source may deliver chunks already decompressed (a peer's cache): verify them as stored uncompressed.
+          const asStored = source.delivers === 'uncompressed' ? { ...p.chunk, compressed: false, compressedSize: p.chunk.uncompressedSize } : p.chunk
+          bytes = decodeChunk(stored, asStored, p.blob)
         } catch (err: any) {
           this.count(this.counters.errors, source.name)
           if (err instanceof ChunkDigestMismatchError) {

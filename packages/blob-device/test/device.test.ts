@@ -6,7 +6,7 @@ import { test } from 'node:test'
 import { setTimeout as sleep } from 'node:timers/promises'
 import type { AbortOptions, ChunkRef, ChunkSource } from '@shoal/interface'
 import { openChunkCache } from '@shoal/chunk-cache'
-import { chunkRefOf, decodeChunk, toHex, type RafsChunk, type RafsNode } from '@shoal/rafs'
+import { chunkRefOf, decodeChunk, decodeChunkRef, toHex, type RafsChunk, type RafsNode } from '@shoal/rafs'
 import { blobDevice, blobDirectorySource, type BlobDirectorySource } from '../src/index.js'
 import { buildTestImage, testBytes, type TestImage } from './images.js'
 
@@ -256,6 +256,32 @@ test('a source sending bad bytes is logged (blob, chunk, both digests) and skipp
       return true
     })
     await onlyBad.close()
+  })
+})
+
+test('a source that delivers uncompressed chunks is verified as such; bad ones are skipped', async () => {
+  const data = testBytes(5 * 4096, 17, true)
+  await withImage({ '/f': data }, {}, async (fixture, dir) => {
+    const uncompressed = (corrupt: boolean, name: string): ChunkSource => ({
+      name,
+      delivers: 'uncompressed',
+      async getChunks (refs, options) {
+        const stored = await dir.getChunks(refs, options)
+        return stored.map((s, i) => {
+          if (s === undefined) return s
+          const plain = Uint8Array.from(decodeChunkRef(s, refs[i]))
+          if (corrupt) plain[3] ^= 1
+          return plain
+        })
+      }
+    })
+    const log = warnings()
+    const device = blobDevice({ image: fixture.image, sources: [uncompressed(true, 'bad peer'), uncompressed(false, 'good peer')], logger: log })
+    same(await device.readFile(fixture.node('/f'), 0, data.length), data, 'file')
+    assert.equal(device.stats().errors['bad peer'], 5)
+    assert.equal(device.stats().chunksBySource['good peer'], 5)
+    assert.equal(device.stats().bytesBySource['good peer'], 5 * 4096)
+    await device.close()
   })
 })
 

@@ -71,6 +71,8 @@ export interface ChunkCache {
   get: (key: CachedChunkKey, options?: AbortOptions) => Promise<Uint8Array | undefined>
   /** Whether the chunk is present (no I/O, no stats). */
   has: (key: CachedChunkKey) => boolean
+  /** Where a present chunk sits, by blob and index alone (for peers, who ask by index). */
+  locate: (blobId: BlobId, index: number) => CachedChunkKey | undefined
   /**
    * Stores verified bytes. Resolves once the chunk is durable and visible (unless the cap evicts
    * its blob at once, when every other blob is pinned); a second put of a present chunk is a no-op. Throws ChunkCacheConflictError for a disagreeing offset or size.
@@ -298,6 +300,11 @@ class LevelChunkCache implements ChunkCache {
   has (key: CachedChunkKey): boolean {
     const entry = this.blobStates.get(key.blobId)?.entries.get(key.index)
     return entry !== undefined && entry.offset === key.uncompressedOffset && entry.size === key.uncompressedSize
+  }
+
+  locate (blobId: BlobId, index: number): CachedChunkKey | undefined {
+    const entry = this.blobStates.get(blobId)?.entries.get(index)
+    return entry === undefined ? undefined : { blobId, index, uncompressedOffset: entry.offset, uncompressedSize: entry.size }
   }
 
   async get (key: CachedChunkKey, options?: AbortOptions): Promise<Uint8Array | undefined> {

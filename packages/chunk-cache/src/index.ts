@@ -5,3 +5,4 @@
  */
 export * from './errors.js'
 export * from './cache.js'
+export * from './chunk-store.js'

@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { test } from 'node:test'
 import { fileURLToPath } from 'node:url'
-import { openChunkCache } from '../src/index.js'
+import { cacheChunkStore, openChunkCache } from '../src/index.js'
 import { chunkCacheCompliance } from './compliance.js'
 import { blobIdOf, chunkBytes, crashChunkBytes, crashChunkKey, keyOf } from './chunk-data.js'
 
@@ -118,5 +118,21 @@ test('SIGKILL in the middle of cache writes, eight times: every chunk present af
     }
     assert.ok(lastCount > 0, 'the writer stored chunks before it was killed')
     assert.ok(grew > 0)
+  })
+})
+
+test('cacheChunkStore: has, bitmap (bit i of byte i >> 3, least significant first) and bytes by index', async () => {
+  await withDir(async (dir) => {
+    const A = blobIdOf('A')
+    const cache = await openChunkCache({ path: dir, maxBytes: 1 << 30 })
+    const store = cacheChunkStore(cache)
+    assert.equal(await store.bitmap(A), undefined)
+    for (const i of [0, 3, 9]) await cache.put(keyOf(A, i, 4096), chunkBytes(A, i, 4096))
+    assert.equal(await store.has(A, 3), true)
+    assert.equal(await store.has(A, 4), false)
+    assert.deepEqual(await store.bitmap(A), Uint8Array.from([0b0000_1001, 0b0000_0010]))
+    assert.deepEqual(await store.getUncompressed(A, 9), chunkBytes(A, 9, 4096))
+    assert.equal(await store.getUncompressed(A, 8), undefined)
+    await cache.close()
   })
 })

@@ -52,6 +52,8 @@ export function chunkCacheCompliance (name: string, factory: ChunkCacheFactory):
         assert.deepEqual(cache.blobs(), [A])
         assert.deepEqual(cache.chunks(A), [3])
         assert.deepEqual(cache.chunks(B), [])
+        assert.deepEqual(cache.locate(A, 3), key)
+        assert.equal(cache.locate(A, 4), undefined)
       })
     })
 

@@ -8,7 +8,7 @@ import type { Credentials, RegistryClient } from '@shoal/registry'
 import { ociLayout, parseOciReference } from '@shoal/oci-layout'
 import { openNydusImage } from '@shoal/convert'
 import type { ImageLocation } from '@shoal/convert'
-import { UsageError } from './command.js'
+import { stringOption, UsageError, type CommandContext, type OptionSpec } from './command.js'
 
 export interface OpenedImage {
   image: RafsImage
@@ -31,6 +31,25 @@ export interface StoreOptions {
   platform?: string
   /** Share one client (and its token cache) between references. */
   client?: RegistryClient
+}
+
+/** The flags of every command that names images in registries. */
+export const registryOptions: Record<string, OptionSpec> = {
+  platform: { type: 'string', valueName: 'OS/ARCH', description: 'platform picked from an image index (default linux/amd64)' },
+  'insecure-registry': { type: 'string', multiple: true, valueName: 'HOST[:PORT]', description: 'speak plain HTTP to this registry (loopback ones always are)' },
+  creds: { type: 'string', valueName: 'USER:PASS', description: 'credentials for the registries named (default: the auth files)' }
+}
+
+/** StoreOptions from the flags of `registryOptions`. */
+export function storeOptionsOf (values: CommandContext['values']): StoreOptions {
+  const insecure = values['insecure-registry']
+  const creds = stringOption(values, 'creds')
+  const platform = stringOption(values, 'platform')
+  return {
+    ...(Array.isArray(insecure) ? { insecureRegistries: insecure } : {}),
+    ...(creds != null ? { creds } : {}),
+    ...(platform != null ? { platform } : {})
+  }
 }
 
 /** An image reference that names a store: `docker://HOST/REPO[:TAG|@DIGEST]` or `oci:DIR[:TAG]`. */

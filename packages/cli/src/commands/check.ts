@@ -1,21 +1,22 @@
 import { checkImage } from '@shoal/image-tools'
 import { stringOption, type Command } from '../command.js'
-import { openImage } from '../image-ref.js'
+import { openImage, registryOptions, storeOptionsOf } from '../image-ref.js'
 
 export const check: Command = {
   name: 'check',
   summary: 'read every chunk of an image and verify every digest',
   args: 'IMAGE',
-  description: 'IMAGE is bootstrap:PATH. Exits 0 only when every chunk holds; otherwise names the first bad\n' +
+  description: 'IMAGE is bootstrap:PATH, docker://HOST/REPO[:TAG] or oci:DIR[:TAG]. Exits 0 only when every chunk holds; otherwise names the first bad\n' +
     'chunk: the file and offset where it is read, its blob, and the expected and actual digest.',
   positionals: { min: 1, max: 1 },
   options: {
+    ...registryOptions,
     'blob-dir': { type: 'string', valueName: 'DIR', description: 'directory of blob files named by blob id (default: blobs/ beside the bootstrap)' },
     json: { type: 'boolean', description: 'print the result as JSON' }
   },
   async run ({ positionals, values, stdout, stderr, signal }) {
     const blobDir = stringOption(values, 'blob-dir')
-    const { image, blobs, close } = await openImage(positionals[0], { signal, ...(blobDir != null ? { blobDir } : {}) })
+    const { image, blobs, close } = await openImage(positionals[0], { signal, ...storeOptionsOf(values), ...(blobDir != null ? { blobDir } : {}) })
     try {
       const result = await checkImage(image, blobs, { signal })
       if (values.json === true) {

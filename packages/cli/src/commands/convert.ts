@@ -2,7 +2,7 @@ import { readFile } from 'node:fs/promises'
 import type { Compressor, Digester } from '@shoal/interface'
 import { convertImage, type ConvertProgressEvent, type ConvertSummary } from '@shoal/convert'
 import { stringOption, UsageError, type Command } from '../command.js'
-import { openStore, registryClient } from '../image-ref.js'
+import { openStore, registryClient, registryOptions, storeOptionsOf } from '../image-ref.js'
 
 const COMPRESSORS: Compressor[] = ['zstd', 'lz4_block', 'none']
 const DIGESTERS: Digester[] = ['sha256', 'blake3']
@@ -21,9 +21,7 @@ export const convert: Command = {
     'chunk-size': { type: 'string', valueName: 'N', description: 'chunk size in bytes (0x… allowed), a power of two from 4 KiB to 16 MiB (default 1 MiB, or the chunk dictionary\'s)' },
     compressor: { type: 'string', valueName: 'NAME', description: 'zstd, lz4_block or none (default zstd)' },
     digester: { type: 'string', valueName: 'NAME', description: 'sha256 or blake3 (default sha256, or the chunk dictionary\'s)' },
-    platform: { type: 'string', valueName: 'OS/ARCH', description: 'platform picked from an image index (default linux/amd64)' },
-    'insecure-registry': { type: 'string', multiple: true, valueName: 'HOST[:PORT]', description: 'speak plain HTTP to this registry' },
-    creds: { type: 'string', valueName: 'USER:PASS', description: 'credentials for the registries named (default: the auth files)' },
+    ...registryOptions,
     'work-dir': { type: 'string', valueName: 'DIR', description: 'where blobs are staged before pushing (default the temp dir)' },
     json: { type: 'boolean', description: 'print the summary as JSON (no progress unless stderr is a terminal)' }
   },
@@ -42,16 +40,9 @@ export const convert: Command = {
       ? (await readFile(prefetchPath, { encoding: 'utf8', signal })).split('\n').map(l => l.trim()).filter(l => l !== '' && !l.startsWith('#'))
       : undefined
     const platform = stringOption(values, 'platform')
-    const creds = stringOption(values, 'creds')
     const workDir = stringOption(values, 'work-dir')
-    const insecure = values['insecure-registry']
     const references = [src, dst, ...(dictRef != null ? [dictRef] : [])]
-    const client = references.some(r => r.startsWith('docker://'))
-      ? registryClient(references, {
-        ...(Array.isArray(insecure) ? { insecureRegistries: insecure } : {}),
-        ...(creds != null ? { creds } : {})
-      })
-      : undefined
+    const client = references.some(r => r.startsWith('docker://')) ? registryClient(references, storeOptionsOf(values)) : undefined
     const source = openStore(src, client)
     const target = openStore(dst, client, true)
     if (target.reference !== '' && target.tag == null) throw new UsageError(`${dst}: the destination needs a tag, not a digest`)

@@ -1,20 +1,21 @@
 import { imageStats, treeJson } from '@shoal/rafs'
 import type { Command } from '../command.js'
-import { openImage } from '../image-ref.js'
+import { openImage, registryOptions, storeOptionsOf } from '../image-ref.js'
 
 export const inspect: Command = {
   name: 'inspect',
   summary: 'print what an image holds: its tree, or counts and format',
   args: 'IMAGE',
-  description: 'IMAGE is bootstrap:PATH (a RAFS v5 or v6 bootstrap file).\nWith neither --tree nor --stats, --stats is implied.',
+  description: 'IMAGE is bootstrap:PATH (a RAFS v5 or v6 bootstrap file), or a Nydus image as docker://HOST/REPO[:TAG] or oci:DIR[:TAG].\nWith neither --tree nor --stats, --stats is implied.',
   positionals: { min: 1, max: 1 },
   options: {
+    ...registryOptions,
     tree: { type: 'boolean', description: 'print the directory tree (as `tree -J` with --json)' },
     stats: { type: 'boolean', description: 'print counts, format version, compressor, digester, chunk size' },
     json: { type: 'boolean', description: 'print JSON' }
   },
   async run ({ positionals, values, stdout, signal }) {
-    const { image, close } = await openImage(positionals[0], { signal })
+    const { image, close } = await openImage(positionals[0], { signal, ...storeOptionsOf(values) })
     await close()
     const json = values.json === true
     if (values.tree === true) {

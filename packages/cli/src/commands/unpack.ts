@@ -1,21 +1,22 @@
 import { unpackImage } from '@shoal/image-tools'
 import { stringOption, type Command } from '../command.js'
-import { openImage } from '../image-ref.js'
+import { openImage, registryOptions, storeOptionsOf } from '../image-ref.js'
 
 export const unpack: Command = {
   name: 'unpack',
   summary: "write an image's files into a directory, every chunk verified",
   args: 'IMAGE OUT',
-  description: 'IMAGE is bootstrap:PATH. OUT must be absent or empty; nothing is written outside it.\n' +
+  description: 'IMAGE is bootstrap:PATH, docker://HOST/REPO[:TAG] or oci:DIR[:TAG]. OUT must be absent or empty; nothing is written outside it.\n' +
     'Writes contents, modes, owners (as root), times, xattrs, symlinks, hard links and device nodes.',
   positionals: { min: 2, max: 2 },
   options: {
+    ...registryOptions,
     'blob-dir': { type: 'string', valueName: 'DIR', description: 'directory of blob files named by blob id (default: blobs/ beside the bootstrap)' },
     json: { type: 'boolean', description: 'print the summary as JSON' }
   },
   async run ({ positionals, values, stdout, signal }) {
     const blobDir = stringOption(values, 'blob-dir')
-    const { image, blobs, close } = await openImage(positionals[0], { signal, ...(blobDir != null ? { blobDir } : {}) })
+    const { image, blobs, close } = await openImage(positionals[0], { signal, ...storeOptionsOf(values), ...(blobDir != null ? { blobDir } : {}) })
     try {
       const result = await unpackImage(image, blobs, positionals[1], { signal })
       if (values.json === true) {

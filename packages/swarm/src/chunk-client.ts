@@ -49,7 +49,7 @@ export async function requestChunks (
   options?: AbortOptions
 ): Promise<void> {
   const blobId = refs[0]!.blobId
-  const reader = new FrameReader(stream, 1024 * 1024, `peer ${peer}`)
+  const reader = new FrameReader(stream, 8 * 1024 * 1024, `peer ${peer}`)
   try {
     await sendAll(stream, [encodeWantChunks(blobId, refs.map(ref => ref.index))], options)
     await stream.close(options)

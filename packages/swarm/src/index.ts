@@ -7,7 +7,7 @@
  *   const device = blobDevice({ image, sources: [s.chunkSource, registrySource] })
  */
 export { swarm, SOURCE_DEFAULTS } from './swarm.js'
-export type { Swarm, SwarmInit, SwarmComponents, SwarmStats } from './swarm.js'
+export type { Swarm, SwarmInit, SwarmComponents, SwarmStats, FindProvidersOptions } from './swarm.js'
 export { SwarmChunkSource } from './swarm-source.js'
 export type { SwarmSourceInit, SwarmSourceStats, PeerNetwork } from './swarm-source.js'
 export type { ChunkServerStats } from './chunk-server.js'

@@ -57,6 +57,13 @@ export interface SwarmInit {
   initialQuerySelfInterval?: number
 }
 
+export interface FindProvidersOptions extends AbortOptions {
+  /** Wait at most this long for the first provider (ms); after it, gather more for up to 20 ms. */
+  timeout?: number
+  /** Stop once this many providers are found (default 20). */
+  max?: number
+}
+
 export interface SwarmComponents {
   chunkStore: ChunkStore
   logger?: ComponentLogger
@@ -87,7 +94,7 @@ export interface Swarm {
   /** Stop announcing `blobId` (call on eviction of its last chunk). See docs/protocol.md. */
   withdrawBlob(blobId: BlobId, options?: AbortOptions): Promise<void>
   /** Peer ids providing `blobId` (never ourselves), waiting at most `timeout` ms for the first. */
-  findProviders(blobId: BlobId, options?: AbortOptions & { timeout?: number }): Promise<string[]>
+  findProviders(blobId: BlobId, options?: FindProvidersOptions): Promise<string[]>
   dial(address: string, options?: AbortOptions): Promise<void>
   blocklist(peer: string, reason: string): void
   stats(): SwarmStats
@@ -240,13 +247,13 @@ class ShoalSwarm implements Swarm {
     await this.dht.cancelReprovide(blobCid(blobId), options)
   }
 
-  async findProviders (blobId: BlobId, options: AbortOptions & { timeout?: number } = {}): Promise<string[]> {
+  async findProviders (blobId: BlobId, options: FindProvidersOptions = {}): Promise<string[]> {
     if (options.signal?.aborted === true) throw new AbortError()
     const firstTimeout = options.timeout ?? SOURCE_DEFAULTS.providerTimeout
     const controller = new AbortController()
     const onAbort = (): void => { controller.abort() }
     options.signal?.addEventListener('abort', onAbort, { once: true })
-    // Wait `firstTimeout` for the first provider; after it, gather others for a short while more.
+    // Wait `firstTimeout` for the first provider; after it, gather others for at most 20 ms more.
     let timer = setTimeout(() => { controller.abort() }, firstTimeout)
     const self = this.peerId
     const found = new Set<string>()
@@ -260,9 +267,9 @@ class ShoalSwarm implements Swarm {
         found.add(id)
         if (found.size === 1) {
           clearTimeout(timer)
-          timer = setTimeout(() => { controller.abort() }, Math.max(firstTimeout, 20))
+          timer = setTimeout(() => { controller.abort() }, Math.min(firstTimeout, 20))
         }
-        if (found.size >= 20) break
+        if (found.size >= (options.max ?? 20)) break
       }
     } catch (err: any) {
       throwIfAborted(options)

@@ -1,0 +1,219 @@
+/**
+ * Swarm transfer: the chunks of a zstd blob made from real files, moved between two processes
+ * on loopback, side by side in one run:
+ *   - local floor: decode (zstd) + verify every stored chunk from memory, and sha256 alone;
+ *   - swarm: verified chunks/s through SwarmChunkSource from a peer, Noise and TLS;
+ *   - raw node:net: the same uncompressed bytes over a plain TCP socket, no verification;
+ *   - DHT: findProviders latency (first result) among three nodes.
+ * The peer runs this same file with `--role server`.
+ *
+ * Usage: node bench/swarm-transfer/dist/index.js [--dir DIR] [--mib N] [--out DIR]
+ */
+import { spawn, type ChildProcess } from 'node:child_process'
+import { createHash } from 'node:crypto'
+import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises'
+import net from 'node:net'
+import { join } from 'node:path'
+import { createInterface } from 'node:readline'
+import { fileURLToPath } from 'node:url'
+import { parseArgs } from 'node:util'
+import type { AbortOptions, BlobId, ChunkRef, ChunkStore } from '@shoal/interface'
+import { compressChunk, decodeChunkRef } from '@shoal/rafs'
+import { swarm, type Swarm } from '@shoal/swarm'
+
+const { values } = parseArgs({
+  options: {
+    dir: { type: 'string', default: '/usr/lib/x86_64-linux-gnu' },
+    mib: { type: 'string', default: '64' },
+    out: { type: 'string', default: 'bench/results' },
+    role: { type: 'string', default: 'client' },
+    encryption: { type: 'string', default: 'noise' },
+    bootstrap: { type: 'string' }
+  }
+})
+const CHUNK = 1024 * 1024
+const LOOPBACK = { listen: ['/ip4/127.0.0.1/tcp/0'], allow: ['/ip4/127.0.0.1'] }
+
+interface Data { blobId: BlobId, chunks: Uint8Array[], stored: Uint8Array[], refs: ChunkRef[] }
+
+/** 1 MiB chunks cut from the regular files under `dir` (sorted, deterministic), zstd-compressed. */
+async function loadData (dir: string, budget: number): Promise<Data> {
+  const all = Buffer.allocUnsafe(budget)
+  let filled = 0
+  const names = (await readdir(dir, { withFileTypes: true })).filter(e => e.isFile()).map(e => e.name).sort()
+  for (const name of names) {
+    if (filled >= budget) break
+    const bytes = await readFile(join(dir, name)).catch(() => undefined)
+    if (bytes == null) continue
+    filled += bytes.copy(all, filled)
+  }
+  const blobId = createHash('sha256').update(all.subarray(0, filled)).digest('hex')
+  const chunks: Uint8Array[] = []
+  const stored: Uint8Array[] = []
+  const refs: ChunkRef[] = []
+  let compressedOffset = 0
+  for (let at = 0, index = 0; at < filled; at += CHUNK, index++) {
+    const bytes = all.subarray(at, Math.min(at + CHUNK, filled))
+    const { bytes: s, compressed } = compressChunk(bytes, 'zstd')
+    chunks.push(bytes)
+    stored.push(s)
+    refs.push({
+      blobId, index, compressedOffset, compressedSize: s.length, uncompressedOffset: at, uncompressedSize: bytes.length,
+      compressed, compressor: 'zstd', digester: 'sha256', digest: createHash('sha256').update(bytes).digest()
+    })
+    compressedOffset += s.length
+  }
+  return { blobId, chunks, stored, refs }
+}
+
+function storeOf (data: Data): ChunkStore {
+  const bits = new Uint8Array(Math.ceil(data.chunks.length / 8)).fill(0xff)
+  return {
+    has: async (blobId: BlobId, index: number) => blobId === data.blobId && index < data.chunks.length,
+    bitmap: async (blobId: BlobId) => blobId === data.blobId ? bits : undefined,
+    getUncompressed: async (blobId: BlobId, index: number, _o?: AbortOptions) => blobId === data.blobId ? data.chunks[index] : undefined
+  }
+}
+
+async function server (): Promise<void> {
+  const data = await loadData(values.dir!, Number(values.mib) * CHUNK)
+  const node = swarm({ ...LOOPBACK, seed: true, encryption: values.encryption as 'noise' | 'tls', ...(values.bootstrap != null ? { bootstrap: [values.bootstrap] } : {}) })({ chunkStore: storeOf(data) })
+  await node.start()
+  // Raw TCP: the same uncompressed bytes, length-prefixed, once per connection.
+  const raw = net.createServer(socket => {
+    const write = async (): Promise<void> => {
+      for (const bytes of data.chunks) {
+        const header = Buffer.allocUnsafe(4)
+        header.writeUInt32BE(bytes.length)
+        socket.write(header)
+        if (!socket.write(bytes)) await new Promise(resolve => socket.once('drain', resolve))
+      }
+      socket.end()
+    }
+    write().catch(() => socket.destroy())
+  })
+  await new Promise<void>(resolve => raw.listen(0, '127.0.0.1', resolve))
+  const port = (raw.address() as net.AddressInfo).port
+  process.stdout.write(JSON.stringify({ multiaddr: node.multiaddrs[0], rawPort: port, blobId: data.blobId }) + '\n')
+  createInterface({ input: process.stdin }).on('line', (line) => {
+    if (line === 'provide') node.provideBlob(data.blobId).then(() => process.stdout.write('"provided"\n'), () => {})
+  }).on('close', () => { raw.close(); node.stop().finally(() => process.exit(0)) })
+}
+
+interface Peer { child: ChildProcess, info: { multiaddr: string, rawPort: number, blobId: string }, send(line: string): void, next(): Promise<string> }
+
+async function spawnPeer (encryption: string, bootstrap?: string): Promise<Peer> {
+  const args = [fileURLToPath(import.meta.url), '--role', 'server', '--encryption', encryption, '--dir', values.dir!, '--mib', values.mib!]
+  if (bootstrap != null) args.push('--bootstrap', bootstrap)
+  const child = spawn(process.execPath, args, { stdio: ['pipe', 'pipe', 'inherit'] })
+  const lines = createInterface({ input: child.stdout! })
+  const queue: string[] = []
+  const waiters: Array<(line: string) => void> = []
+  lines.on('line', line => { const w = waiters.shift(); if (w != null) w(line); else queue.push(line) })
+  const next = async (): Promise<string> => queue.length > 0 ? queue.shift()! : await new Promise(resolve => waiters.push(resolve))
+  const info = JSON.parse(await next())
+  return { child, info, send: (line) => child.stdin!.write(line + '\n'), next }
+}
+
+async function swarmRun (data: Data, encryption: 'noise' | 'tls'): Promise<{ seconds: number, chunks: number, bytes: number }> {
+  const peer = await spawnPeer(encryption)
+  const client: Swarm = swarm({ ...LOOPBACK, encryption, bootstrap: [peer.info.multiaddr] })({ chunkStore: storeOf({ ...data, chunks: [] }) })
+  await client.start()
+  peer.send('provide')
+  await peer.next()
+  for (let i = 0; i < 50 && (await client.findProviders(data.blobId, { timeout: 200 })).length === 0; i++) await new Promise(resolve => setTimeout(resolve, 100))
+  const started = performance.now()
+  let chunks = 0
+  let bytes = 0
+  // As blob-device would: four requests of 16 chunks in flight.
+  const batches: ChunkRef[][] = []
+  for (let i = 0; i < data.refs.length; i += 16) batches.push(data.refs.slice(i, i + 16))
+  let nextBatch = 0
+  await Promise.all([0, 1, 2, 3].map(async () => {
+    while (nextBatch < batches.length) {
+      const got = await client.chunkSource.getChunks(batches[nextBatch++]!)
+      for (const b of got) {
+        if (b == null) throw new Error('a chunk did not arrive')
+        chunks++
+        bytes += b.length
+      }
+    }
+  }))
+  const seconds = (performance.now() - started) / 1000
+  await client.stop()
+  peer.child.stdin!.end()
+  await new Promise(resolve => peer.child.once('exit', resolve))
+  return { seconds, chunks, bytes }
+}
+
+async function rawRun (data: Data): Promise<{ seconds: number, bytes: number }> {
+  const peer = await spawnPeer('noise')
+  const started = performance.now()
+  let bytes = 0
+  await new Promise<void>((resolve, reject) => {
+    const socket = net.connect(peer.info.rawPort, '127.0.0.1')
+    socket.on('data', (d: Buffer) => { bytes += d.length })
+    socket.on('end', resolve)
+    socket.on('error', reject)
+  })
+  const seconds = (performance.now() - started) / 1000
+  peer.child.stdin!.end()
+  await new Promise(resolve => peer.child.once('exit', resolve))
+  return { seconds, bytes: bytes - 4 * data.chunks.length }
+}
+
+async function dhtRun (data: Data): Promise<{ lookups: number, p50: number, p95: number, max: number }> {
+  const seed = await spawnPeer('noise')
+  const holder = await spawnPeer('noise', seed.info.multiaddr)
+  const client = swarm({ ...LOOPBACK, bootstrap: [seed.info.multiaddr] })({ chunkStore: storeOf({ ...data, chunks: [] }) })
+  await client.start()
+  holder.send('provide')
+  await holder.next()
+  for (let i = 0; i < 50 && (await client.findProviders(data.blobId, { timeout: 200 })).length === 0; i++) await new Promise(resolve => setTimeout(resolve, 100))
+  const times: number[] = []
+  for (let i = 0; i < 30; i++) {
+    const started = performance.now()
+    const found = await client.findProviders(data.blobId, { timeout: 1000, max: 1 })
+    if (found.length > 0) times.push(performance.now() - started)
+  }
+  await client.stop()
+  for (const p of [seed, holder]) { p.child.stdin!.end(); await new Promise(resolve => p.child.once('exit', resolve)) }
+  times.sort((a, b) => a - b)
+  const at = (q: number): number => times[Math.min(times.length - 1, Math.floor(q * times.length))] ?? NaN
+  return { lookups: times.length, p50: at(0.5), p95: at(0.95), max: times.at(-1) ?? NaN }
+}
+
+async function client (): Promise<void> {
+  const data = await loadData(values.dir!, Number(values.mib) * CHUNK)
+  const totalBytes = data.chunks.reduce((sum, b) => sum + b.length, 0)
+  const storedBytes = data.stored.reduce((sum, b) => sum + b.length, 0)
+  const mib = (bytes: number, seconds: number): number => Math.round(bytes / seconds / 1048576)
+  const rows: Array<{ what: string, chunksPerSecond: number, MiBps: number }> = []
+
+  let started = performance.now()
+  for (let i = 0; i < data.refs.length; i++) decodeChunkRef(data.stored[i]!, data.refs[i]!)
+  let seconds = (performance.now() - started) / 1000
+  rows.push({ what: 'local floor: zstd decode + sha256 verify, from memory', chunksPerSecond: Math.round(data.refs.length / seconds), MiBps: mib(totalBytes, seconds) })
+  started = performance.now()
+  for (const bytes of data.chunks) createHash('sha256').update(bytes).digest()
+  seconds = (performance.now() - started) / 1000
+  rows.push({ what: 'local floor: sha256 verify only (uncompressed in memory)', chunksPerSecond: Math.round(data.refs.length / seconds), MiBps: mib(totalBytes, seconds) })
+  for (const encryption of ['noise', 'tls'] as const) {
+    const run = await swarmRun(data, encryption)
+    rows.push({ what: `swarm ${encryption}+yamux: verified chunks from a peer`, chunksPerSecond: Math.round(run.chunks / run.seconds), MiBps: mib(run.bytes, run.seconds) })
+  }
+  const raw = await rawRun(data)
+  rows.push({ what: 'raw node:net, same bytes, no verification', chunksPerSecond: Math.round(data.refs.length / raw.seconds), MiBps: mib(raw.bytes, raw.seconds) })
+  const dht = await dhtRun(data)
+
+  const result = {
+    node: process.version, chunks: data.refs.length, chunkSize: CHUNK, uncompressedMiB: +(totalBytes / 1048576).toFixed(1),
+    storedMiB: +(storedBytes / 1048576).toFixed(1), rows, dhtFindProvidersMs: dht
+  }
+  console.table(rows)
+  console.log(`DHT findProviders among 3 nodes (first result, ${dht.lookups} lookups): p50 ${dht.p50.toFixed(1)} ms, p95 ${dht.p95.toFixed(1)} ms, max ${dht.max.toFixed(1)} ms`)
+  await mkdir(values.out!, { recursive: true })
+  await writeFile(join(values.out!, 'swarm-transfer.json'), JSON.stringify(result, null, 2) + '\n')
+}
+
+await (values.role === 'server' ? server() : client())

@@ -153,3 +153,25 @@ describe('swarm among separate processes on loopback', { timeout: 120_000 }, () 
     }
   })
 })
+
+describe('hedging', { timeout: 60_000 }, () => {
+  it('asks a second peer when the first is slow, and the fast copy wins', async () => {
+    const seed = await node({ swarm: { ...LOOPBACK, seed: true } })
+    const boot = { ...LOOPBACK, bootstrap: [seed.multiaddrs[0]] }
+    const slow = await node({ swarm: boot, blobs: [{ ...BLOB, hold: 'all' }], fault: { delayMs: 400 } })
+    const fast = await node({ swarm: boot, blobs: [{ ...BLOB, hold: 'all' }] })
+    const asker = await node({ swarm: { ...boot, source: { maxChunksPerRequest: 4 } } })
+    await Promise.all([slow, fast].map(async n => { await n.call('provide', { blobId: blob.blobId }) }))
+    assert.equal((await providersOf(asker, blob.blobId, 2)).length, 2)
+    const fetched = await asker.call('fetch', { ...BLOB, indexes: ALL })
+    assert.deepEqual(fetched.chunks, expected)
+    const stats = await asker.call('stats')
+    assert.ok(stats.source.hedgedRequests > 0, 'some request was hedged')
+    const fromFast = stats.source.bytesByPeer[fast.peerId] ?? 0
+    const fromSlow = stats.source.bytesByPeer[slow.peerId] ?? 0
+    assert.ok(fromFast > fromSlow, `fast peer sent ${fromFast} bytes, slow peer ${fromSlow}`)
+    // 24 chunks at 400 ms each from the slow peer alone would take 9.6 s.
+    assert.ok(fetched.ms < 9600 / 2, `fetch took ${Math.round(fetched.ms)} ms`)
+    assert.deepEqual(stats.blocklisted, [], 'slow is not bad')
+  })
+})

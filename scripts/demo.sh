@@ -1,26 +1,127 @@
 #!/usr/bin/env bash
-# The demo: builds a Nydus image from a small busybox root filesystem, inspects it, verifies every
-# chunk, and unpacks it. It grows into the full swarm demo as the daemon lands.
+# The demo: a local registry, a busybox image converted to Nydus into it, a seed and two host
+# daemons (separate processes on loopback), a preheat on the seed, a container (or, without the
+# mount commands, a file read) on each host through its daemon, and where each host's bytes came
+# from. Everything it starts is stopped on exit, by PID; nothing stays mounted.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
-shoal () { packages/cli/bin/shoal "$@"; }
+root=$PWD
+node="$root/node_modules/.bin/node"
+shoal () { "$root/packages/cli/bin/shoal" "$@"; }
 
 work=$(mktemp -d /tmp/shoal-demo.XXXXXX)
-trap 'rm -rf "$work"' EXIT
-mkdir -p "$work/rootfs/bin" "$work/rootfs/etc"
-cp /bin/busybox "$work/rootfs/bin/busybox"
-for applet in sh ls cat echo; do ln -s busybox "$work/rootfs/bin/$applet"; done
-echo 'hello from a lazily built image' > "$work/rootfs/etc/motd"
+pids=()
+cleanup () {
+  local status=$?
+  set +e
+  # Mounts first (a container's rootfs, then its image), then the processes, newest first.
+  for mp in $(awk -v w="$work" '$2 ~ "^"w {print $2}' /proc/mounts | sort -r); do umount "$mp" 2>/dev/null || umount -l "$mp"; done
+  for (( i=${#pids[@]}-1; i>=0; i-- )); do kill -TERM "${pids[$i]}" 2>/dev/null; done
+  for pid in "${pids[@]}"; do
+    for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL "$pid" 2>/dev/null
+  done
+  rm -rf "$work"
+  exit $status
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
 
-echo "== shoal build"
-shoal build "$work/rootfs" --bootstrap "$work/image.boot" --blob-dir "$work/blobs"
-echo "== shoal inspect --stats"
-shoal inspect "bootstrap:$work/image.boot" --stats
-echo "== shoal inspect --tree"
-shoal inspect "bootstrap:$work/image.boot" --tree
-echo "== shoal check"
-shoal check "bootstrap:$work/image.boot" --blob-dir "$work/blobs"
-echo "== shoal unpack"
-shoal unpack "bootstrap:$work/image.boot" --blob-dir "$work/blobs" "$work/out"
-cat "$work/out/etc/motd"
+free_port () { "$node" -e 's=require("net").createServer().listen(0,"127.0.0.1",()=>{console.log(s.address().port);s.close()})'; }
+
+# Waits (at most 30 s) for a line in a daemon's stdout; prints it.
+wait_for () {
+  local file=$1 pattern=$2 pid=$3
+  for _ in $(seq 300); do
+    if grep -q "$pattern" "$file" 2>/dev/null; then grep -m1 "$pattern" "$file"; return 0; fi
+    kill -0 "$pid" 2>/dev/null || { echo "demo: process $pid exited:" >&2; cat "$file" "${file%.out}.log" >&2; return 1; }
+    sleep 0.1
+  done
+  echo "demo: timed out waiting for '$pattern' in $file" >&2
+  return 1
+}
+
+echo "== a local registry (Debian docker-registry) on 127.0.0.1"
+reg_port=$(free_port)
+cat > "$work/registry.yml" <<EOF
+version: 0.1
+log:
+  level: warn
+  accesslog:
+    disabled: true
+storage:
+  filesystem:
+    rootdirectory: $work/registry
+http:
+  addr: 127.0.0.1:$reg_port
+  secret: shoal-demo-secret
+EOF
+docker-registry serve "$work/registry.yml" > "$work/registry.log" 2>&1 &
+pids+=($!)
+for _ in $(seq 100); do curl -fs "http://127.0.0.1:$reg_port/v2/" >/dev/null && break; sleep 0.1; done
+registry=127.0.0.1:$reg_port
+echo "registry at $registry"
+
+echo "== a busybox OCI image (umoci)"
+umoci init --layout "$work/oci"
+umoci new --image "$work/oci:busybox"
+umoci unpack --image "$work/oci:busybox" "$work/bundle" >/dev/null
+mkdir -p "$work/bundle/rootfs/bin" "$work/bundle/rootfs/etc"
+cp /bin/busybox "$work/bundle/rootfs/bin/busybox"
+for applet in sh ls cat echo wc sha256sum; do ln -s busybox "$work/bundle/rootfs/bin/$applet"; done
+echo 'hello from a Shoal image, fetched from peers' > "$work/bundle/rootfs/etc/motd"
+umoci repack --image "$work/oci:busybox" "$work/bundle" >/dev/null
+umoci config --image "$work/oci:busybox" --config.cmd sh
+rm -rf "$work/bundle"
+
+image="docker://$registry/demo/busybox:nydus"
+echo "== shoal convert oci:…:busybox $image"
+shoal convert "oci:$work/oci:busybox" "$image"
+
+start_daemon () {
+  local name=$1; shift
+  mkdir -p "$work/$name"
+  # The binary itself, not the shell function: $! is then the daemon's own PID.
+  "$root/packages/cli/bin/shoal" daemon --state-dir "$work/$name/state" --api-socket "$work/$name/run/api.sock" \
+    --listen /ip4/127.0.0.1/tcp/0 --allow /ip4/127.0.0.1 "$@" > "$work/$name.out" 2> "$work/$name.log" &
+  pids+=($!)
+  wait_for "$work/$name.out" '^address: ' "$!" | sed 's/^address: //'
+}
+
+echo "== a seed and two host daemons"
+metrics_port=$(free_port)
+seed_addr=$(start_daemon seed --seed --metrics "127.0.0.1:$metrics_port")
+echo "seed   $seed_addr"
+host1_addr=$(start_daemon host1 --bootstrap "$seed_addr")
+echo "host1  $host1_addr"
+host2_addr=$(start_daemon host2 --bootstrap "$seed_addr")
+echo "host2  $host2_addr"
+
+echo "== shoal preheat on the seed"
+shoal preheat --daemon "$work/seed/run/api.sock" "$image"
+
+has_run=no
+if shoal run --help 2>/dev/null | grep -q -- '--daemon'; then has_run=yes; fi
+for host in host1 host2; do
+  sock="$work/$host/run/api.sock"
+  if [ "$has_run" = yes ]; then
+    echo "== $host: shoal run (through its daemon)"
+    SHOAL_DAEMON="$sock" timeout 60 "$root/packages/cli/bin/shoal" run "$image" -- sh -c 'cat /etc/motd; sha256sum /bin/busybox'
+  else
+    echo "== $host: files read through its daemon (shoal run is not available yet)"
+    curl -fsS --unix-socket "$sock" "http://daemon/v1/file?image=$image&path=/etc/motd"
+    got=$(curl -fsS --unix-socket "$sock" "http://daemon/v1/file?image=$image&path=/bin/busybox" | sha256sum | cut -d' ' -f1)
+    want=$(sha256sum /bin/busybox | cut -d' ' -f1)
+    echo "/bin/busybox sha256 $got ($([ "$got" = "$want" ] && echo matches the original || echo DIFFERS))"
+    [ "$got" = "$want" ]
+  fi
+done
+
+for name in seed host1 host2; do
+  echo "== shoal status: $name"
+  shoal status --daemon "$work/$name/run/api.sock"
+done
+echo "== the seed's metrics (bytes by source)"
+curl -fsS "http://127.0.0.1:$metrics_port/metrics" | grep -E '^shoal_(read_bytes_total|peers|cache_bytes|provided_blobs)' || true
+echo "== done: stopping everything"

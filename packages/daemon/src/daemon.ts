@@ -1,0 +1,557 @@
+/**
+ * The host daemon: composes the chunk cache, the registry client, the swarm, the mounts, the API
+ * and the metrics, and starts and stops them in order. It holds no protocol or format logic: the
+ * swarm speaks the chunk protocol, blob-device verifies every chunk, the cache keeps them.
+ */
+import { mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises'
+import type { Server } from 'node:http'
+import { join, resolve as resolvePath } from 'node:path'
+import { defaultLogger } from '@libp2p/logger'
+import { prometheusMetrics } from '@libp2p/prometheus-metrics'
+import { backendSource, blobDevice, type BlobDevice, type BlobDeviceStats } from '@shoal/blob-device'
+import { cacheChunkStore, openChunkCache, type ChunkCache } from '@shoal/chunk-cache'
+import { openNydusImage } from '@shoal/convert'
+import { throwIfAborted, type AbortOptions, type BlobId, type ChunkSource } from '@shoal/interface'
+import type { RafsImage, RafsNode } from '@shoal/rafs'
+import { parseImageReference, registry, registryImageStore, type RegistryClient } from '@shoal/registry'
+import { swarm, type Swarm, type SwarmStats } from '@shoal/swarm'
+import { Registry } from 'prom-client'
+import { serveApi } from './api.js'
+import { parseLoopbackAddress, type DaemonConfig, type ServeFault } from './config.js'
+import { DaemonConfigError, ImagePathError, MountNotFoundError, MountsUnsupportedError } from './errors.js'
+import { registerDaemonMetrics, serveMetrics, type DaemonMetrics, type MetricsSnapshot } from './metrics.js'
+
+export type DaemonInit = DaemonConfig
+
+/** What the daemon asks of a mount implementation (@shoal/fuse's mountImage fits). */
+export interface Mounter {
+  mount: (init: { device: BlobDevice, mountpoint: string, workDir: string, mode?: 'fuse' | 'erofs', bootstrapPath?: string }, options?: AbortOptions) => Promise<MountHandle>
+  /** Clears a mount left behind by a killed daemon (a dead FUSE mount); never throws. */
+  forceUnmount?: (mountpoint: string) => Promise<void>
+}
+
+export interface MountHandle {
+  readonly mode: string
+  readonly fallbackReason?: string
+  unmount: () => Promise<void>
+}
+
+export interface DaemonComponents {
+  /** Without one, the daemon serves no mounts (preheat, status and file reads still work). */
+  mounter?: Mounter
+  /** One line per event worth a log (started, provided, a mount, a failure). */
+  log?: (line: string) => void
+}
+
+export interface MountInfo {
+  id: string
+  image: string
+  mountpoint: string
+  mode: string
+  fallbackReason?: string
+  createdAt: string
+}
+
+export interface PreheatResult {
+  image: string
+  blobs: number
+  chunks: number
+  /** Uncompressed bytes now held for the image. */
+  bytes: number
+  /** Bytes fetched by this preheat, by source. */
+  fetched: Record<string, number>
+  milliseconds: number
+}
+
+export interface DaemonStatus {
+  peerId: string
+  addresses: string[]
+  seed: boolean
+  metricsUrl?: string
+  peers: Array<{ peer: string, addresses: string[] }>
+  blobsHeld: BlobId[]
+  blobsProvided: BlobId[]
+  cache: { path: string, bytes: number, chunks: number, blobs: number, evictions: number, hits: number, misses: number }
+  /** Verified bytes read by this daemon's mounts, preheats and file reads, by source. */
+  bytesBySource: Record<string, number>
+  chunksBySource: Record<string, number>
+  errors: Record<string, number>
+  served: { requests: number, chunks: number, bytes: number }
+  blocklisted: SwarmStats['blocklisted']
+  mounts: MountInfo[]
+  images: string[]
+}
+
+export interface Daemon {
+  readonly peerId: string
+  readonly multiaddrs: string[]
+  readonly metricsUrl: string | undefined
+  start: (options?: AbortOptions) => Promise<void>
+  /** Unmounts, withdraws every blob, stops the swarm, closes the cache; safe to call twice. */
+  stop: () => Promise<void>
+  preheat: (image: string, options?: AbortOptions) => Promise<PreheatResult>
+  mount: (image: string, mountpoint: string, options?: AbortOptions & { mode?: 'fuse' | 'erofs' }) => Promise<MountInfo>
+  unmount: (idOrMountpoint: string) => Promise<void>
+  mounts: () => MountInfo[]
+  readFile: (image: string, path: string, options?: AbortOptions) => Promise<Uint8Array>
+  status: () => DaemonStatus
+}
+
+const DEFAULT_CACHE_BYTES = 10 * 1024 ** 3
+/** Preheat reads each blob's address space in windows this large (the device splits them into runs). */
+const PREHEAT_WINDOW = 16 * 1024 * 1024
+const PREHEAT_CONCURRENCY = 2
+/** The status names sources by role; blob-device names the swarm's source `swarm`. */
+const SOURCE_ROLES: Record<string, string> = { swarm: 'peers' }
+
+export function daemon (init: DaemonInit): (components?: DaemonComponents) => Daemon {
+  return (components = {}) => new ShoalDaemon(init, components)
+}
+
+interface OpenedImage {
+  reference: string
+  image: RafsImage
+  bootstrap: Uint8Array
+  /** The image's blobs in its registry repository (Range reads). */
+  registrySource: ChunkSource
+  /** Shared by every mount and file read of the image. */
+  device: BlobDevice
+}
+
+interface ActiveMount { info: MountInfo, handle: MountHandle, workDir: string }
+
+function roleOf (source: string): string {
+  return SOURCE_ROLES[source] ?? source
+}
+
+function addInto (into: Record<string, number>, from: Record<string, number>): void {
+  for (const [key, value] of Object.entries(from)) into[roleOf(key)] = (into[roleOf(key)] ?? 0) + value
+}
+
+/** The node at an absolute path inside an image, following no symlinks. */
+function lookup (image: RafsImage, path: string): RafsNode {
+  if (!path.startsWith('/')) throw new ImagePathError(`path '${path}' is not absolute`)
+  let node = image.root
+  for (const name of path.split('/').filter(part => part !== '' && part !== '.')) {
+    const entry = node.entries?.find(e => e.name === name)
+    if (entry == null) throw new ImagePathError(`no '${name}' in ${path} of the image`)
+    node = entry.node
+  }
+  return node
+}
+
+class ShoalDaemon implements Daemon {
+  private cache: ChunkCache | undefined
+  private swarmNode: Swarm | undefined
+  private client: RegistryClient | undefined
+  private apiServer: Server | undefined
+  private metricsServer: Server | undefined
+  private metricsAt: string | undefined
+  private metrics: DaemonMetrics | undefined
+  private unsubscribe: (() => void) | undefined
+  private readonly images = new Map<string, Promise<OpenedImage>>()
+  private readonly active = new Map<string, ActiveMount>()
+  private readonly stopController = new AbortController()
+  private readonly errors: Record<string, number> = {}
+  private nextMountId = 1
+  private stopping: Promise<void> | undefined
+  private readonly log: (line: string) => void
+
+  constructor (private readonly init: DaemonInit, private readonly components: DaemonComponents) {
+    this.log = components.log ?? (() => {})
+  }
+
+  get peerId (): string { return this.swarmOrThrow.peerId }
+  get multiaddrs (): string[] { return this.swarmOrThrow.multiaddrs }
+  get metricsUrl (): string | undefined { return this.metricsAt }
+
+  private get swarmOrThrow (): Swarm {
+    if (this.swarmNode == null) throw new Error('the daemon is not started')
+    return this.swarmNode
+  }
+
+  async start (options: AbortOptions = {}): Promise<void> {
+    throwIfAborted(options)
+    const init = this.init
+    if (init.stateDir == null || init.apiSocket == null) throw new DaemonConfigError('a state directory and an API socket path are required')
+    const metricsAddress = init.metrics != null ? parseLoopbackAddress(init.metrics, 'metrics') : undefined
+    const stateDir = resolvePath(init.stateDir)
+    try {
+      await mkdir(stateDir, { recursive: true, mode: 0o700 })
+      this.cache = await openChunkCache({
+        path: join(stateDir, 'cache'),
+        maxBytes: init.cacheMaxBytes ?? DEFAULT_CACHE_BYTES,
+        logger: { warn: (m) => { this.count('cache_damaged'); this.log(`cache: ${m}`) } }
+      }, options)
+      this.client = registry({ ...(init.insecureRegistries != null ? { insecureRegistries: init.insecureRegistries } : {}) })
+
+      const promRegistry = new Registry()
+      const libp2pMetrics = prometheusMetrics({ registry: promRegistry, statfsLocation: stateDir })({ logger: defaultLogger() })
+      this.metrics = registerDaemonMetrics(promRegistry, () => this.metricsSnapshot())
+
+      this.swarmNode = swarm({
+        stateDir,
+        ...(init.listen != null ? { listen: init.listen } : {}),
+        ...(init.bootstrap != null ? { bootstrap: init.bootstrap } : {}),
+        seed: init.seed === true,
+        ...(init.swarmKey != null ? { swarmKeyFile: init.swarmKey } : {}),
+        ...(init.allow != null ? { allow: init.allow } : {}),
+        ...(init.providerTimeout != null ? { source: { providerTimeout: init.providerTimeout } } : {})
+      })({ chunkStore: cacheChunkStore(this.cache), metrics: libp2pMetrics })
+      await this.swarmNode.start()
+      if (init.testServeFault != null) this.injectServeFault(init.testServeFault)
+
+      // Provide on a blob's first chunk, withdraw on eviction; and announce what the cache already holds.
+      this.unsubscribe = this.cache.subscribe(event => {
+        if (event.type === 'blob-added') this.provide(event.blobId)
+        else void this.swarmNode?.withdrawBlob(event.blobId).catch(err => { this.log(`withdraw ${event.blobId}: ${err?.message}`) })
+      })
+      for (const blobId of this.cache.blobs()) this.provide(blobId)
+
+      await this.clearStaleMounts(stateDir)
+      if (metricsAddress != null) {
+        const served = await serveMetrics(promRegistry, metricsAddress.host, metricsAddress.port)
+        this.metricsServer = served.server
+        this.metricsAt = served.url
+      }
+      this.apiServer = await serveApi(init.apiSocket, {
+        status: async () => this.status(),
+        preheat: async (body, signal) => await this.preheat(body.image, { signal }),
+        mounts: async () => this.mounts(),
+        mount: async (body, signal) => await this.mount(body.image, body.mountpoint, { signal, ...(body.mode != null ? { mode: body.mode as 'fuse' | 'erofs' } : {}) }),
+        unmount: async (id) => { await this.unmount(id); return { unmounted: id } },
+        readFile: async (image, path, signal) => await this.readFile(image, path, { signal }),
+        onError: (err: any) => { this.count('api'); this.log(`api: ${err?.name}: ${err?.message}`) }
+      }, this.stopController.signal)
+      this.log(`started ${this.peerId}${init.seed === true ? ' (seed)' : ''} on ${this.multiaddrs.join(' ')}`)
+    } catch (err) {
+      await this.stop().catch(() => {})
+      throw err
+    }
+  }
+
+  async stop (): Promise<void> {
+    this.stopping ??= this.stopInOrder()
+    await this.stopping
+  }
+
+  private async stopInOrder (): Promise<void> {
+    this.stopController.abort()
+    // No new requests; then the mounts, the images' devices, the announcements, the node, the cache.
+    if (this.apiServer != null) {
+      const server = this.apiServer
+      await new Promise<void>(resolve => { server.close(() => { resolve() }); server.closeAllConnections() })
+    }
+    for (const id of [...this.active.keys()]) await this.unmount(id).catch(err => { this.log(`unmount ${id}: ${err?.message}`) })
+    for (const opened of this.images.values()) {
+      const image = await opened.catch(() => undefined)
+      await image?.device.close().catch(() => {})
+    }
+    this.images.clear()
+    this.unsubscribe?.()
+    if (this.swarmNode != null) {
+      for (const blobId of this.swarmNode.stats().provided) await this.swarmNode.withdrawBlob(blobId).catch(() => {})
+      await this.swarmNode.stop()
+    }
+    await this.cache?.close()
+    if (this.metricsServer != null) {
+      const server = this.metricsServer
+      await new Promise<void>(resolve => { server.close(() => { resolve() }); server.closeAllConnections() })
+    }
+    this.log('stopped')
+  }
+
+  async preheat (reference: string, options: AbortOptions = {}): Promise<PreheatResult> {
+    const started = performance.now()
+    const opened = await this.openImage(reference, options)
+    const image = opened.image
+    // A device of its own: closing it waits for every cache write, so the counts below are final.
+    const device = this.makeDevice(opened.image, opened.registrySource)
+    try {
+      await this.preheatWith(device, options)
+    } finally {
+      await device.close()
+    }
+    // Kept so the status and metrics count what preheats fetched after their devices closed.
+    this.closedDeviceStats.push(device.stats())
+    // The cache provided each blob on its first chunk; provide again and wait, so peers find them now.
+    await Promise.all(image.blobs.map(async blob => { await this.swarmOrThrow.provideBlob(blob.blobId, options) }))
+    const fetched: Record<string, number> = {}
+    addInto(fetched, device.stats().bytesBySource)
+    const cache = this.cache!
+    let chunks = 0
+    let bytes = 0
+    for (const blob of image.blobs) {
+      for (const index of cache.chunks(blob.blobId)) {
+        chunks++
+        bytes += cache.locate(blob.blobId, index)?.uncompressedSize ?? 0
+      }
+    }
+    const result = { image: reference, blobs: image.blobs.length, chunks, bytes, fetched, milliseconds: Math.round(performance.now() - started) }
+    this.log(`preheated ${reference}: ${chunks} chunks, ${bytes} bytes in ${result.milliseconds} ms`)
+    return result
+  }
+
+  /** Reads every blob's whole address space through `device`, a few windows at a time: each chunk fetched, verified, cached. */
+  private async preheatWith (device: BlobDevice, options: AbortOptions): Promise<void> {
+    const image = device.image
+    const windows: Array<{ blob: number, offset: number, length: number }> = []
+    for (const blob of image.blobs) {
+      const size = device.blobSize(blob.index)
+      for (let offset = 0; offset < size; offset += PREHEAT_WINDOW) windows.push({ blob: blob.index, offset, length: Math.min(PREHEAT_WINDOW, size - offset) })
+    }
+    let next = 0
+    const worker = async (): Promise<void> => {
+      while (next < windows.length) {
+        throwIfAborted(options)
+        const w = windows[next++]!
+        await device.readBlob(w.blob, w.offset, w.length, options)
+      }
+    }
+    await Promise.all(Array.from({ length: PREHEAT_CONCURRENCY }, worker))
+  }
+
+  async mount (reference: string, mountpoint: string, options: AbortOptions & { mode?: 'fuse' | 'erofs' } = {}): Promise<MountInfo> {
+    const mounter = this.components.mounter
+    if (mounter == null) throw new MountsUnsupportedError('this daemon was started without mount support')
+    const target = resolvePath(mountpoint)
+    if ([...this.active.values()].some(m => m.info.mountpoint === target)) throw new DaemonConfigError(`${target} is already mounted by this daemon`)
+    const opened = await this.openImage(reference, options)
+    const id = `m${this.nextMountId++}-${Date.now().toString(36)}`
+    const workDir = join(resolvePath(this.init.stateDir), 'mounts', id)
+    await mkdir(workDir, { recursive: true, mode: 0o700 })
+    // Written first, so a daemon killed while mounted can clear the mount when it starts again.
+    await writeFile(join(workDir, 'mount.json'), JSON.stringify({ mountpoint: target, image: reference }))
+    const bootstrapPath = join(workDir, 'image.boot')
+    await writeFile(bootstrapPath, opened.bootstrap)
+    let handle: MountHandle
+    try {
+      const mode = options.mode ?? this.init.mountMode
+      handle = await mounter.mount({ device: opened.device, mountpoint: target, workDir, bootstrapPath, ...(mode != null ? { mode } : {}) }, options)
+    } catch (err) {
+      await rm(workDir, { recursive: true, force: true })
+      throw err
+    }
+    const info: MountInfo = {
+      id,
+      image: reference,
+      mountpoint: target,
+      mode: handle.mode,
+      ...(handle.fallbackReason != null ? { fallbackReason: handle.fallbackReason } : {}),
+      createdAt: new Date().toISOString()
+    }
+    this.active.set(id, { info, handle, workDir })
+    this.log(`mounted ${reference} at ${target} (${handle.mode})`)
+    return info
+  }
+
+  async unmount (idOrMountpoint: string): Promise<void> {
+    const target = idOrMountpoint.startsWith('/') ? resolvePath(idOrMountpoint) : idOrMountpoint
+    const entry = this.active.get(idOrMountpoint) ?? [...this.active.values()].find(m => m.info.mountpoint === target)
+    if (entry == null) throw new MountNotFoundError(`no mount ${idOrMountpoint} (mounted: ${[...this.active.values()].map(m => m.info.mountpoint).join(', ') || 'none'})`)
+    await entry.handle.unmount()
+    this.active.delete(entry.info.id)
+    await rm(entry.workDir, { recursive: true, force: true })
+    this.log(`unmounted ${entry.info.mountpoint}`)
+  }
+
+  mounts (): MountInfo[] {
+    return [...this.active.values()].map(m => ({ ...m.info }))
+  }
+
+  async readFile (reference: string, path: string, options: AbortOptions = {}): Promise<Uint8Array> {
+    const { device, image } = await this.openImage(reference, options)
+    const node = lookup(image, path)
+    if (node.type !== 'file') throw new ImagePathError(`${path} in ${reference} is a ${node.type}, not a regular file`)
+    return await device.readFile(node, 0, node.size, options)
+  }
+
+  status (): DaemonStatus {
+    const node = this.swarmOrThrow
+    const stats = node.stats()
+    const cache = this.cache!
+    const cacheStats = cache.stats()
+    const { bytesBySource, chunksBySource, errors } = this.readTotals()
+    const peers = new Map<string, string[]>()
+    for (const connection of node.node.getConnections()) {
+      const peer = connection.remotePeer.toString()
+      peers.set(peer, [...(peers.get(peer) ?? []), connection.remoteAddr.toString()])
+    }
+    return {
+      peerId: node.peerId,
+      addresses: node.multiaddrs,
+      seed: this.init.seed === true,
+      ...(this.metricsAt != null ? { metricsUrl: this.metricsAt } : {}),
+      peers: [...peers].map(([peer, addresses]) => ({ peer, addresses })),
+      blobsHeld: cache.blobs(),
+      blobsProvided: stats.provided,
+      cache: {
+        path: cache.path,
+        bytes: cacheStats.bytes,
+        chunks: cacheStats.chunks,
+        blobs: cacheStats.blobs,
+        evictions: cacheStats.evictions,
+        hits: cacheStats.hits,
+        misses: cacheStats.misses
+      },
+      bytesBySource,
+      chunksBySource,
+      errors,
+      served: { requests: stats.server.requests, chunks: stats.server.chunksServed, bytes: stats.server.bytesServed },
+      blocklisted: stats.blocklisted,
+      mounts: this.mounts(),
+      images: [...this.images.keys()]
+    }
+  }
+
+  private readTotals (): { bytesBySource: Record<string, number>, chunksBySource: Record<string, number>, errors: Record<string, number> } {
+    const bytesBySource: Record<string, number> = {}
+    const chunksBySource: Record<string, number> = {}
+    const errors: Record<string, number> = { ...this.errors }
+    for (const stats of [...this.closedDeviceStats, ...[...this.openedImages()].map(image => image.device.stats())]) {
+      addInto(bytesBySource, stats.bytesBySource)
+      addInto(chunksBySource, stats.chunksBySource)
+      for (const [source, count] of Object.entries(stats.errors)) {
+        const kind = source === 'cache' ? 'cache_damaged' : `source_${roleOf(source)}`
+        errors[kind] = (errors[kind] ?? 0) + count
+      }
+    }
+    const badChunks = this.swarmNode?.stats().source.badChunks ?? 0
+    if (badChunks > 0) errors.peer_bad_chunk = badChunks
+    return { bytesBySource, chunksBySource, errors }
+  }
+
+  private metricsSnapshot (): MetricsSnapshot {
+    const totals = this.readTotals()
+    const cacheStats = this.cache?.stats()
+    return {
+      ...totals,
+      peers: this.swarmNode != null ? new Set(this.swarmNode.node.getConnections().map(c => c.remotePeer.toString())).size : 0,
+      cacheBytes: cacheStats?.bytes ?? 0,
+      cacheBlobs: cacheStats?.blobs ?? 0,
+      cacheChunks: cacheStats?.chunks ?? 0,
+      providedBlobs: this.swarmNode?.stats().provided.length ?? 0,
+      mounts: this.active.size
+    }
+  }
+
+  /** Images opened so far and settled (a failed open is dropped from the map). */
+  private * openedImages (): Generator<OpenedImage> {
+    for (const opened of this.settled.values()) yield opened
+  }
+
+  private readonly settled = new Map<string, OpenedImage>()
+  private readonly closedDeviceStats: BlobDeviceStats[] = []
+
+  /** The image and its device, opened once per reference: every mount and read of it shares one device. */
+  private async openImage (reference: string, options: AbortOptions): Promise<OpenedImage> {
+    throwIfAborted(options)
+    if (this.stopController.signal.aborted) throw new Error('the daemon is stopping')
+    let opening = this.images.get(reference)
+    if (opening == null) {
+      opening = this.openImageOnce(reference)
+      this.images.set(reference, opening)
+      opening.then(opened => { this.settled.set(reference, opened) }, () => { this.images.delete(reference) })
+    }
+    return await opening
+  }
+
+  private async openImageOnce (reference: string): Promise<OpenedImage> {
+    if (!reference.startsWith('docker://')) throw new DaemonConfigError(`image '${reference}': the daemon reads images from registries, expected docker://HOST/REPO[:TAG|@DIGEST]`)
+    const parsed = parseImageReference(reference)
+    const store = registryImageStore(this.client!, parsed)
+    const stored = await openNydusImage({ store, reference: parsed.digest ?? parsed.tag ?? 'latest' }, { signal: this.stopController.signal })
+    const registrySource = this.timed(backendSource(stored.blobs, 'registry'))
+    const device = this.makeDevice(stored.image, registrySource)
+    this.log(`opened ${reference} (manifest ${stored.manifest.digest}, ${stored.image.blobs.length} blobs)`)
+    return { reference, image: stored.image, bootstrap: stored.bootstrap, registrySource, device }
+  }
+
+  /** The read path of an image: cache, then peers, then the registry (a DHT miss goes there at once). */
+  private makeDevice (image: RafsImage, registrySource: ChunkSource): BlobDevice {
+    return blobDevice({
+      image,
+      cache: this.timedCache(this.cache!),
+      sources: [this.timed(this.swarmOrThrow.chunkSource), registrySource],
+      logger: { warn: (m) => { this.log(`read: ${m}`) } }
+    })
+  }
+
+  /** The same source, its answers timed into the latency histogram. */
+  private timed (source: ChunkSource): ChunkSource {
+    const metrics = this.metrics
+    const role = roleOf(source.name)
+    return {
+      name: source.name,
+      ...(source.delivers != null ? { delivers: source.delivers } : {}),
+      getChunks: async (refs, options) => {
+        const started = performance.now()
+        try {
+          return await source.getChunks(refs, options)
+        } finally {
+          metrics?.observeFetch(role, (performance.now() - started) / 1000)
+        }
+      }
+    }
+  }
+
+  private timedCache (cache: ChunkCache): ChunkCache {
+    const metrics = this.metrics
+    return new Proxy(cache, {
+      get (target, key, receiver) {
+        if (key === 'get') {
+          return async (...args: Parameters<ChunkCache['get']>) => {
+            const started = performance.now()
+            const bytes = await target.get(...args)
+            if (bytes != null) metrics?.observeFetch('cache', (performance.now() - started) / 1000)
+            return bytes
+          }
+        }
+        const value = Reflect.get(target, key, receiver)
+        return typeof value === 'function' ? value.bind(target) : value
+      }
+    })
+  }
+
+  private provide (blobId: BlobId): void {
+    const node = this.swarmNode
+    if (node == null || this.stopController.signal.aborted) return
+    node.provideBlob(blobId, { signal: this.stopController.signal }).catch(err => {
+      if (!this.stopController.signal.aborted) this.log(`provide ${blobId}: ${err?.message}`)
+    })
+  }
+
+  private count (kind: string): void {
+    this.errors[kind] = (this.errors[kind] ?? 0) + 1
+  }
+
+  /** Mounts recorded under the state dir belong to a daemon that died: clear them before serving. */
+  private async clearStaleMounts (stateDir: string): Promise<void> {
+    const dir = join(stateDir, 'mounts')
+    const names = await readdir(dir).catch(() => [] as string[])
+    for (const name of names) {
+      const record = await readFile(join(dir, name, 'mount.json'), 'utf8').then(text => JSON.parse(text) as { mountpoint?: unknown }, () => undefined)
+      if (typeof record?.mountpoint === 'string') {
+        await this.components.mounter?.forceUnmount?.(record.mountpoint)
+        this.log(`cleared a mount left by an earlier run at ${record.mountpoint}`)
+      }
+      await rm(join(dir, name), { recursive: true, force: true })
+    }
+  }
+
+  /** TESTS ONLY: make this daemon's chunk server lie, through the swarm's test hook. */
+  private injectServeFault (fault: ServeFault): void {
+    const server = (this.swarmOrThrow as unknown as { chunkServer?: { mutateChunk?: unknown } }).chunkServer
+    if (server == null) throw new DaemonConfigError('testServeFault: this swarm has no chunk server test hook')
+    this.log(`TEST FAULT: serving peers ${fault} chunks`)
+    server.mutateChunk = (_blob: string, index: number, bytes: Uint8Array) => {
+      if (fault === 'corrupt') {
+        const copy = Uint8Array.from(bytes)
+        copy[copy.length >> 1]! ^= 0x40
+        return { index, bytes: copy }
+      }
+      if (fault === 'truncate') return { index, bytes: bytes.subarray(0, bytes.length >> 1), truncate: true }
+      return { index: index + 1, bytes }
+    }
+  }
+}

@@ -4,22 +4,22 @@
  * convert` (oci: → oci:), beside the floor over the same layers: `gzip -dc LAYER | sha256sum`
  * (decompress and hash, nothing else), as a ratio; and the conversion's peak RSS from
  * /usr/bin/time -v. The source image is built once (debootstrap, then `chroot apt-get install
- * python3` as a second layer) and cached under /var/tmp/shoal-bench-cache.
+ * python3` as a second layer, by @shoal/bench-images) and cached under /var/tmp/shoal-bench-cache.
  *
  *   npm run build && node bench/convert/dist/index.js [--runs N] [--cache DIR]
  */
 import { spawn } from 'node:child_process'
-import { copyFile, mkdir, mkdtemp, rm, stat, writeFile } from 'node:fs/promises'
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { parseArgs } from 'node:util'
 import type { ImageManifest } from '@shoal/interface'
 import { ociLayout } from '@shoal/oci-layout'
+import { buildImage, DEFAULT_CACHE_DIR, python3 } from '@shoal/bench-images'
 
 const repoRoot = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..')
 const shoalBin = join(repoRoot, 'packages', 'cli', 'bin', 'shoal')
-const TAG = 'bookworm-python3'
 
 interface Ran { stdout: string, stderr: string, seconds: number }
 
@@ -40,44 +40,17 @@ async function run (command: string, args: string[], options: { shell?: boolean,
   })
 }
 
-async function exists (path: string): Promise<boolean> {
-  try { await stat(path); return true } catch { return false }
-}
-
-/** Builds the cached source image when it is not there: debootstrap layer, python3 layer. */
-async function ensureImage (cache: string): Promise<string> {
-  const layout = join(cache, 'debian-python3')
-  if (await exists(join(layout, 'index.json')) && (await ociLayout({ path: layout }).tags()).includes(TAG)) return layout
-  await rm(layout, { recursive: true, force: true })
-  const bundle = join(cache, 'bundle')
-  await rm(bundle, { recursive: true, force: true })
-  console.error(`building ${layout}:${TAG} (debootstrap, then apt-get install python3)…`)
-  await run('umoci', ['init', '--layout', layout])
-  await run('umoci', ['new', '--image', `${layout}:${TAG}`])
-  await run('umoci', ['unpack', '--image', `${layout}:${TAG}`, bundle])
-  const rootfs = join(bundle, 'rootfs')
-  const boot = await run('debootstrap', ['--variant=minbase', 'bookworm', rootfs, 'http://deb.debian.org/debian'])
-  console.error(`debootstrap: ${boot.seconds.toFixed(0)} s`)
-  await run('umoci', ['repack', '--refresh-bundle', '--image', `${layout}:${TAG}`, bundle])
-  await copyFile('/etc/resolv.conf', join(rootfs, 'etc', 'resolv.conf'))
-  const apt = await run('chroot', [rootfs, '/bin/sh', '-c', 'apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q python3 && apt-get clean && rm -rf /var/lib/apt/lists/*'])
-  console.error(`apt-get install python3: ${apt.seconds.toFixed(0)} s`)
-  await run('umoci', ['repack', '--image', `${layout}:${TAG}`, bundle])
-  await rm(bundle, { recursive: true, force: true })
-  return layout
-}
-
 function median (values: number[]): number {
   const sorted = [...values].sort((a, b) => a - b)
   return sorted[Math.floor(sorted.length / 2)]
 }
 
 async function main (): Promise<void> {
-  const { values } = parseArgs({ options: { runs: { type: 'string', default: '3' }, cache: { type: 'string', default: '/var/tmp/shoal-bench-cache' } } })
+  const { values } = parseArgs({ options: { runs: { type: 'string', default: '3' }, cache: { type: 'string', default: DEFAULT_CACHE_DIR } } })
   const runs = Math.max(1, Math.min(20, Number(values.runs)))
   const cache = values.cache as string
   await mkdir(cache, { recursive: true })
-  const layout = await ensureImage(cache)
+  const { layout, tag: TAG } = await buildImage(python3, { cacheDir: cache, onProgress: line => { console.error(line) } })
   const store = ociLayout({ path: layout })
   const manifest = (await store.getManifest(TAG)).json as ImageManifest
   const layerPaths = manifest.layers.map(l => join(layout, 'blobs', 'sha256', l.digest.slice('sha256:'.length)))

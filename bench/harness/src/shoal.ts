@@ -1,0 +1,76 @@
+/**
+ * Driving the `shoal` CLI under measurement: which of its commands exist yet (the mount and swarm
+ * parts land separately), a daemon started as a background process, and a daemon's bytes by source.
+ */
+import { setTimeout as sleep } from 'node:timers/promises'
+import type { AbortOptions } from '@shoal/interface'
+import type { ByteCounts } from './contracts.js'
+import { BenchCommandError } from './errors.js'
+import { run, startBackground, type Background } from './exec.js'
+
+/** The commands `shoal --help` lists. */
+export async function shoalCommands (shoalBin: string, options: AbortOptions = {}): Promise<Set<string>> {
+  try {
+    const ran = await run(shoalBin, ['--help'], { ...options, timeoutMs: 30_000 })
+    const names = ran.stdout.split('\n').map(l => /^ {2}(\S+)\s{2,}/.exec(l)?.[1]).filter((n): n is string => n != null)
+    return new Set(names)
+  } catch {
+    return new Set()
+  }
+}
+
+/** Why the needed commands are missing, or undefined when all are there. */
+export async function missingShoalCommands (shoalBin: string, needed: string[], options: AbortOptions = {}): Promise<string | undefined> {
+  const have = await shoalCommands(shoalBin, options)
+  const missing = needed.filter(c => !have.has(c))
+  return missing.length === 0 ? undefined : `shoal has no ${missing.map(c => `'${c}'`).join(', ')} command yet (${missing.includes('run') ? 'packages/fuse' : 'packages/daemon'} has not landed in the CLI)`
+}
+
+/** Sorts a daemon's or a run's per-source byte counts into registry, peers and cache. */
+export function sortSources (bySource: Record<string, number> | undefined): ByteCounts {
+  const counts: ByteCounts = { registry: 0, peers: 0, cache: 0 }
+  for (const [source, bytes] of Object.entries(bySource ?? {})) {
+    if (!Number.isFinite(bytes)) continue
+    if (/registry|backend/i.test(source)) counts.registry += bytes
+    else if (/peer|swarm/i.test(source)) counts.peers += bytes
+    else if (/cache/i.test(source)) counts.cache += bytes
+  }
+  return counts
+}
+
+export interface RunningDaemon {
+  background: Background
+  socket: string
+  peerId: string
+  addresses: string[]
+  stop: () => Promise<void>
+}
+
+/** Starts `shoal daemon ARGS` and waits (bounded) for it to print its peer id. */
+export async function startShoalDaemon (shoalBin: string, args: string[], init: AbortOptions & { socket: string, netns?: string, timeoutMs?: number }): Promise<RunningDaemon> {
+  const background = startBackground(shoalBin, ['daemon', '--api-socket', init.socket, ...args], { netns: init.netns })
+  const deadline = Date.now() + (init.timeoutMs ?? 30_000)
+  for (let attempt = 0; attempt < 1000; attempt++) {
+    const output = background.output()
+    const peerId = /^peer id: (\S+)/m.exec(output)?.[1]
+    if (peerId != null && /^shoal daemon ready/m.test(output)) {
+      const addresses = [...output.matchAll(/^address: (\S+)/gm)].map(m => m[1])
+      return { background, socket: init.socket, peerId, addresses, stop: async () => { await background.stop(10_000) } }
+    }
+    if (background.child.exitCode != null || background.child.signalCode != null || Date.now() > deadline || init.signal?.aborted === true) {
+      await background.stop()
+      init.signal?.throwIfAborted()
+      throw new BenchCommandError(`shoal daemon ${args.join(' ')} did not become ready: ${output.slice(-2000)}`)
+    }
+    await sleep(50)
+  }
+  await background.stop()
+  throw new BenchCommandError(`shoal daemon ${args.join(' ')} did not become ready`)
+}
+
+/** `shoal status --json` of a daemon, sorted by source. */
+export async function daemonBytes (shoalBin: string, socket: string, options: AbortOptions = {}): Promise<ByteCounts & { raw: Record<string, number> }> {
+  const ran = await run(shoalBin, ['status', '--daemon', socket, '--json'], { ...options, timeoutMs: 30_000 })
+  const status = JSON.parse(ran.stdout) as { bytesBySource?: Record<string, number> }
+  return { ...sortSources(status.bytesBySource), raw: status.bytesBySource ?? {} }
+}

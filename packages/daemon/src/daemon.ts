@@ -101,6 +101,8 @@ const DEFAULT_CACHE_BYTES = 10 * 1024 ** 3
 /** Preheat reads each blob's address space in windows this large (the device splits them into runs). */
 const PREHEAT_WINDOW = 16 * 1024 * 1024
 const PREHEAT_CONCURRENCY = 2
+/** How long start-up waits for each seed to answer before going on without it. */
+const BOOTSTRAP_DIAL_TIMEOUT = 5_000
 /** The status names sources by role; blob-device names the swarm's source `swarm`. */
 const SOURCE_ROLES: Record<string, string> = { swarm: 'peers' }
 
@@ -199,6 +201,7 @@ class ShoalDaemon implements Daemon {
         ...(init.providerTimeout != null ? { source: { providerTimeout: init.providerTimeout } } : {})
       })({ chunkStore: cacheChunkStore(this.cache), metrics: libp2pMetrics })
       await this.swarmNode.start()
+      await this.joinBootstrapPeers(options)
       if (init.testServeFault != null) this.injectServeFault(init.testServeFault)
 
       // Provide on a blob's first chunk, withdraw on eviction; and announce what the cache already holds.
@@ -537,6 +540,18 @@ class ShoalDaemon implements Daemon {
       }
       await rm(join(dir, name), { recursive: true, force: true })
     }
+  }
+
+  /**
+   * Dials the seeds before the daemon calls itself ready, so its first lookup already has a routing
+   * table; a seed that cannot be reached is logged and retried by libp2p's bootstrap discovery.
+   */
+  private async joinBootstrapPeers (options: AbortOptions): Promise<void> {
+    const node = this.swarmOrThrow
+    await Promise.all((this.init.bootstrap ?? []).map(async address => {
+      const signal = AbortSignal.any([AbortSignal.timeout(BOOTSTRAP_DIAL_TIMEOUT), ...(options.signal != null ? [options.signal] : [])])
+      await node.dial(address, { signal }).catch((err: any) => { this.log(`bootstrap peer ${address} not reached: ${err?.message}`) })
+    }))
   }
 
   /** TESTS ONLY: make this daemon's chunk server lie, through the swarm's test hook. */

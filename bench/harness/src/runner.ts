@@ -180,7 +180,13 @@ export async function runSwarmBench (init: SwarmBenchInit): Promise<SwarmReport>
       progress.update(`${system.name}: ${hosts.length} hosts start ${init.image.name} at once`)
       let ready = 0
       const runs = await Promise.all(hosts.map(async host => {
-        const ran = await system.startOnHost(target, host, { signal })
+        const link = network.hosts[host.index]
+        const before = await link.counters({ signal })
+        const started = await system.startOnHost(target, host, { signal })
+        const after = await link.counters({ signal })
+        // What the host took in over its link, less what came from peers, is what the registry sent it.
+        const linkBytes = after.rxBytes - before.rxBytes
+        const ran: SwarmHostRun = { ...started, bytes: { peers: 0, cache: 0, registry: Math.max(0, linkBytes - (started.bytes.peers ?? 0)), ...started.bytes }, detail: { ...started.detail, linkRxBytes: linkBytes } }
         progress.update(`${system.name}: ${++ready}/${hosts.length} hosts ready`)
         return ran
       }))

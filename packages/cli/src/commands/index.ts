@@ -8,5 +8,8 @@ import { daemon } from './daemon.js'
 import { preheat } from './preheat.js'
 import { status } from './status.js'
 import { bench } from './bench.js'
+import { mount } from './mount.js'
+import { umount } from './umount.js'
+import { run } from './run.js'
 
-export const commands: Command[] = [build, convert, inspect, unpack, check, daemon, preheat, status, bench]
+export const commands: Command[] = [build, convert, inspect, unpack, check, daemon, preheat, status, bench, mount, umount, run]

@@ -19,11 +19,31 @@ export async function shoalCommands (shoalBin: string, options: AbortOptions = {
   }
 }
 
-/** Why the needed commands are missing, or undefined when all are there. */
-export async function missingShoalCommands (shoalBin: string, needed: string[], options: AbortOptions = {}): Promise<string | undefined> {
+/** The --help text of one command ('' when it has none). */
+async function commandHelp (shoalBin: string, command: string, options: AbortOptions): Promise<string> {
+  try {
+    return (await run(shoalBin, [command, '--help'], { ...options, timeoutMs: 30_000 })).stdout
+  } catch {
+    return ''
+  }
+}
+
+/**
+ * Why the needed commands (and options of them, as `run --daemon`) are missing, or undefined when
+ * all are there: the mount and swarm parts of Shoal land separately.
+ */
+export async function missingShoalCommands (shoalBin: string, needed: string[], options: AbortOptions & { flags?: Record<string, string[]> } = {}): Promise<string | undefined> {
   const have = await shoalCommands(shoalBin, options)
   const missing = needed.filter(c => !have.has(c))
-  return missing.length === 0 ? undefined : `shoal has no ${missing.map(c => `'${c}'`).join(', ')} command yet (${missing.includes('run') ? 'packages/fuse' : 'packages/daemon'} has not landed in the CLI)`
+  if (missing.length > 0) {
+    return `shoal has no ${missing.map(c => `'${c}'`).join(', ')} command yet (${missing.includes('run') ? 'packages/fuse' : 'packages/daemon'} has not landed in the CLI)`
+  }
+  for (const [command, flags] of Object.entries(options.flags ?? {})) {
+    const help = await commandHelp(shoalBin, command, options)
+    const absent = flags.filter(f => !help.includes(f))
+    if (absent.length > 0) return `'shoal ${command}' has no ${absent.join(', ')} option yet`
+  }
+  return undefined
 }
 
 /** Sorts a daemon's or a run's per-source byte counts into registry, peers and cache. */

@@ -8,7 +8,7 @@ import { mkdir, rm } from 'node:fs/promises'
 import { join } from 'node:path'
 import {
   daemonBytes, missingShoalCommands, run, runUntilReady, sortSources, startShoalDaemon, unmountUnder,
-  type ByteCounts, type RunningDaemon, type StartupSystem, type StartupTarget
+  type ByteCounts, type RunningDaemon, type StartupRun, type StartupSystem, type StartupTarget
 } from '@shoal/bench-harness'
 import type { AbortOptions } from '@shoal/interface'
 
@@ -16,24 +16,32 @@ function registryHost (target: StartupTarget): string {
   return target.registry
 }
 
-/** Bytes by source from what `shoal run` printed on stderr, when it says (a `bytes by source` JSON line). */
-export function bytesFromRunOutput (stderr: string): Partial<ByteCounts> {
-  for (const line of stderr.split('\n').reverse()) {
-    const at = line.indexOf('{')
-    if (at < 0 || !/bytes/i.test(line)) continue
-    try {
-      const parsed = JSON.parse(line.slice(at)) as { bytesBySource?: Record<string, number> }
-      if (parsed.bytesBySource != null) return sortSources(parsed.bytesBySource)
-    } catch {}
-  }
-  return {}
+/**
+ * Bytes by source from `shoal run --verbose` on stderr ("read: registry 123 bytes (4 chunks), …"),
+ * and the mount mode it used ("mode erofs").
+ */
+export function parseRunOutput (stderr: string): { bytes: Partial<ByteCounts>, mode?: string } {
+  const mode = /\bmode (fuse|erofs)\b/.exec(stderr)?.[1]
+  const line = stderr.split('\n').reverse().find(l => /\bread: /.test(l))
+  if (line == null) return { bytes: {}, ...(mode != null ? { mode } : {}) }
+  const bySource: Record<string, number> = {}
+  for (const match of line.slice(line.indexOf('read: ')).matchAll(/([\w-]+) (\d+) bytes/g)) bySource[match[1]] = (bySource[match[1]] ?? 0) + Number(match[2])
+  const sorted = sortSources(bySource)
+  // A source the daemon or device did not name as registry, peers or cache is left out, not guessed.
+  return { bytes: { peers: sorted.peers, cache: sorted.cache, ...(sorted.registry > 0 ? { reportedRegistry: sorted.registry } : {}) } as Partial<ByteCounts>, ...(mode != null ? { mode } : {}) }
 }
 
 async function shoalRun (shoalBin: string, target: StartupTarget, extra: string[], options: AbortOptions): Promise<{ seconds: number, stderr: string }> {
-  const ready = await runUntilReady(shoalBin, ['run', target.nydusRef, '--insecure-registry', registryHost(target), ...extra, '--', ...target.image.ready.command], {
+  const ready = await runUntilReady(shoalBin, ['run', target.nydusRef, '--insecure-registry', registryHost(target), '--verbose', ...extra, '--', ...target.image.ready.command], {
     ...options, readyLine: target.image.ready.line, timeoutMs: 10 * 60_000
   })
   return { seconds: ready.seconds, stderr: ready.stderr }
+}
+
+function runResult (ran: { seconds: number, stderr: string }): StartupRun {
+  const { bytes, mode } = parseRunOutput(ran.stderr)
+  const { reportedRegistry, ...counts } = bytes as Partial<ByteCounts> & { reportedRegistry?: number }
+  return { seconds: ran.seconds, bytes: counts, detail: { ...(mode != null ? { mode } : {}), ...(reportedRegistry != null ? { reportedRegistryBytes: reportedRegistry } : {}) } }
 }
 
 export function shoalRegistrySystem (shoalBin: string): StartupSystem {
@@ -47,7 +55,7 @@ export function shoalRegistrySystem (shoalBin: string): StartupSystem {
     },
     start: async (target, options = {}) => {
       const ran = await shoalRun(shoalBin, target, ['--cache-dir', join(target.workDir, 'cache')], options)
-      return { seconds: ran.seconds, bytes: bytesFromRunOutput(ran.stderr) }
+      return runResult(ran)
     },
     reset: async (target) => {
       await unmountUnder(target.workDir)
@@ -70,7 +78,7 @@ export function shoalWarmSystem (shoalBin: string): StartupSystem {
     },
     start: async (target, options = {}) => {
       const ran = await shoalRun(shoalBin, target, ['--cache-dir', join(target.workDir, 'cache')], options)
-      return { seconds: ran.seconds, bytes: bytesFromRunOutput(ran.stderr) }
+      return runResult(ran)
     },
     reset: async (target) => { await unmountUnder(target.workDir) },
     close: async () => {}
@@ -90,7 +98,7 @@ export function shoalSwarmSystem (shoalBin: string): StartupSystem {
   return {
     name: 'shoal-swarm',
     description: 'shoal run through a host daemon with a cold cache; a seed daemon (preheated, on the LAN) holds the image',
-    unavailable: async (options) => await missingShoalCommands(shoalBin, ['run', 'daemon', 'preheat', 'status'], options),
+    unavailable: async (options) => await missingShoalCommands(shoalBin, ['run', 'daemon', 'preheat', 'status'], { ...options, flags: { run: ['--daemon'] } }),
     prepare: async (target, options = {}) => {
       let seed = seeds.get(target.workDir)
       if (seed == null) {

@@ -15,7 +15,7 @@ export function shoalSwarmSystem (shoalBin: string): SwarmSystem {
   return {
     name: 'shoal-swarm',
     description: 'a shoal daemon per host, cold caches, chunks shared over the swarm; shoal run through it',
-    unavailable: async (options) => await missingShoalCommands(shoalBin, ['run', 'daemon', 'status'], options),
+    unavailable: async (options) => await missingShoalCommands(shoalBin, ['run', 'daemon', 'status'], { ...options, flags: { run: ['--daemon'] } }),
     setup: async (target, options = {}) => {
       const subnet = target.hosts[0].address.replace(/\.\d+$/, '.0')
       let bootstrap: string | undefined

@@ -4,7 +4,17 @@
 // A type error fails the run, but the tests still run (tsc emits anyway), so one broken file
 // does not hide every other result.
 import { spawnSync } from 'node:child_process'
-import { globSync } from 'node:fs'
+import { existsSync, globSync } from 'node:fs'
+import { dirname, resolve } from 'node:path'
+import { fileURLToPath } from 'node:url'
+
+// The real Nydus files live in the shared/ folder beside the checkout (as CI lays it out).
+const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), '..')
+process.env.SHOAL_NYDUS_FIXTURES ??= resolve(repoRoot, '..', 'shared', 'fixtures', 'nydus')
+if (!existsSync(process.env.SHOAL_NYDUS_FIXTURES)) {
+  console.error(`run-tests: no Nydus fixtures at ${process.env.SHOAL_NYDUS_FIXTURES} (set SHOAL_NYDUS_FIXTURES)`)
+  process.exit(1)
+}
 
 const build = spawnSync('npx', ['tsc', '-b'], { stdio: 'inherit' })
 if (build.status !== 0) console.error('run-tests: the build has type errors (see above); running the tests anyway')

@@ -106,7 +106,7 @@ test('every command has --help', async () => {
   for (const name of names) {
     const help = await shoal([name, '--help'])
     assert.equal(help.code, 0, name)
-    assert.match(help.stdout, new RegExp(`^Usage: shoal ${name} `))
+    assert.match(help.stdout, new RegExp(`^Usage: shoal ${name}( |\n)`))
     assert.match(help.stdout, /--debug/)
   }
 })

@@ -4,9 +4,10 @@ import { mkdtemp, rm, readFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join, dirname } from 'node:path'
 import { fileURLToPath } from 'node:url'
+import { nydusFixtures } from '@shoal/interface/test-fixtures'
 
 export const repoRoot = join(dirname(fileURLToPath(import.meta.url)), '..', '..')
-export const fixtures = join(repoRoot, '..', 'shared', 'fixtures', 'nydus')
+export const fixtures = nydusFixtures()
 const shoalBin = join(repoRoot, 'packages', 'cli', 'bin', 'shoal')
 
 export interface RunResult { code: number, stdout: string, stderr: string }

@@ -13,8 +13,9 @@ import { decodeChunk, readBootstrapV6, type Compressor, type RafsImage, type Raf
 import { buildImage, buildFromDirectory, type BlobSink, type BuildProgressEvent } from '../src/index.js'
 import { tarArchive, tarEntry, inPieces, type TestEntry } from './tar-writer.js'
 import { listing, lookup } from './helpers.js'
+import { nydusFixtures } from '@shoal/interface/test-fixtures'
 
-const FIXTURES = '/work/shared/fixtures/nydus/tar'
+const FIXTURES = join(nydusFixtures(), 'tar')
 
 /** Blob files in `dir`, named by blob id once complete; `discarded` counts layers without a blob. */
 function fileSink (dir: string): { sink: BlobSink, discarded: number[] } {

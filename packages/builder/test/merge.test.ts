@@ -5,8 +5,9 @@ import { UnsafeLayerPathError, HardLinkTargetError } from '../src/errors.js'
 import { normalizeLayerPath } from '../src/path.js'
 import { encodeDevice } from '../src/tree.js'
 import { mergeLayers, listing, lookup, fileBytes } from './helpers.js'
+import { nydusFixtures } from '@shoal/interface/test-fixtures'
 
-const FIXTURES = '/work/shared/fixtures/nydus/tar'
+const FIXTURES = join(nydusFixtures(), 'tar')
 
 test('path normalization: leading / and ./, dot components, inner .. ; escaping .. refused by name', () => {
   assert.deepEqual(normalizeLayerPath('/etc/passwd'), ['etc', 'passwd'])

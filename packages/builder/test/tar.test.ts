@@ -10,8 +10,9 @@ import { readTar, type TarEntry } from '../src/tar.js'
 import { openLayer } from '../src/layer-stream.js'
 import { TarFormatError, UnsupportedLayerCompressionError } from '../src/errors.js'
 import { tarArchive, inPieces, type TestEntry } from './tar-writer.js'
+import { nydusFixtures } from '@shoal/interface/test-fixtures'
 
-const FIXTURES = '/work/shared/fixtures/nydus/tar'
+const FIXTURES = join(nydusFixtures(), 'tar')
 
 interface ReadEntry extends Omit<TarEntry, 'body'> { data: Buffer }
 

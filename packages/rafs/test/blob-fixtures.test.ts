@@ -10,8 +10,9 @@ import {
   chunkDigest, sha256, toHex, encodeTarHeader, encodeBlobMetaHeader, encodeChunkInfo, BlobFeature, TOC_ENTRY
 } from '../src/blob/index.js'
 import type { RafsBlob } from '../src/model.js'
+import { nydusFixtures } from '@shoal/interface/test-fixtures'
 
-const FIXTURES = process.env.SHOAL_NYDUS_FIXTURES ?? '/work/shared/fixtures/nydus'
+const FIXTURES = nydusFixtures()
 const V6_BLOB = join(FIXTURES, 'blobs', 'be7d77eeb719f70884758d1aa800ed0fb09d701aaec469964e9d54325f0d5fef')
 const RAW_BLOB = join(FIXTURES, 'repeatable', 'blobs', '7334a2594e133cf8ae364189c2276b090fc490c627bcc3fb1077f0419a538e00')
 const LZ4_BLOB = join(FIXTURES, 'repeatable', 'blobs', 'd7b86b1e74e316fe945741d1a9fa1b271459fe41481e304977659e0c6ecf56ac')

@@ -11,8 +11,9 @@ import {
 } from '../src/errors.js'
 import { treeJson } from '../src/tree-json.js'
 import { readBootstrapV5 } from '../src/v5/index.js'
+import { nydusFixtures } from '@shoal/interface/test-fixtures'
 
-const FIXTURE = join(process.env.SHOAL_NYDUS_FIXTURES ?? '/work/shared/fixtures/nydus', 'repeatable', 'sha256-nocompress-repeatable')
+const FIXTURE = join(nydusFixtures(), 'repeatable', 'sha256-nocompress-repeatable')
 const original = new Uint8Array(readFileSync(FIXTURE))
 
 // Superblock fields (v5.rs RafsV5SuperBlock) and inode fields (RafsV5Inode) this file patches.

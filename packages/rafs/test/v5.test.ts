@@ -12,8 +12,9 @@ import { decodeChunk } from '../src/blob/index.js'
 import type { Digester, RafsImage, RafsNode } from '../src/model.js'
 import { treeJson } from '../src/tree-json.js'
 import { readBootstrapV5 } from '../src/v5/index.js'
+import { nydusFixtures } from '@shoal/interface/test-fixtures'
 
-const REPEATABLE = join(process.env.SHOAL_NYDUS_FIXTURES ?? '/work/shared/fixtures/nydus', 'repeatable')
+const REPEATABLE = join(nydusFixtures(), 'repeatable')
 
 interface Result { tree: unknown, md5ByPath: Map<string, string> }
 

@@ -7,8 +7,9 @@ import {
 } from '../src/index.js'
 import type { RafsChunk, RafsImage, RafsNode } from '../src/index.js'
 import { MiB, dir, node, syntheticImage } from './v6-synthetic.js'
+import { nydusFixtures } from '@shoal/interface/test-fixtures'
 
-const FIXTURES = '/work/shared/fixtures/nydus'
+const FIXTURES = nydusFixtures()
 const V6_BOOT = `${FIXTURES}/bootstrap/rafs-v6-2.2.boot`
 const V6_BLOB = `${FIXTURES}/blobs/be7d77eeb719f70884758d1aa800ed0fb09d701aaec469964e9d54325f0d5fef`
 

@@ -79,6 +79,8 @@ image="docker://$registry/demo/busybox:nydus"
 echo "== shoal convert oci:…:busybox $image"
 shoal convert "oci:$work/oci:busybox" "$image"
 
+# Starts a daemon and sets $address to its first swarm address. Not run in $(…): the PID must
+# reach the cleanup list of this shell.
 start_daemon () {
   local name=$1; shift
   mkdir -p "$work/$name"
@@ -86,17 +88,19 @@ start_daemon () {
   "$root/packages/cli/bin/shoal" daemon --state-dir "$work/$name/state" --api-socket "$work/$name/run/api.sock" \
     --listen /ip4/127.0.0.1/tcp/0 --allow /ip4/127.0.0.1 "$@" > "$work/$name.out" 2> "$work/$name.log" &
   pids+=($!)
-  wait_for "$work/$name.out" '^address: ' "$!" | sed 's/^address: //'
+  wait_for "$work/$name.out" '^api: ' "$!" >/dev/null
+  address=$(grep -m1 '^address: ' "$work/$name.out" | sed 's/^address: //')
 }
 
 echo "== a seed and two host daemons"
 metrics_port=$(free_port)
-seed_addr=$(start_daemon seed --seed --metrics "127.0.0.1:$metrics_port")
+start_daemon seed --seed --metrics "127.0.0.1:$metrics_port"
+seed_addr=$address
 echo "seed   $seed_addr"
-host1_addr=$(start_daemon host1 --bootstrap "$seed_addr")
-echo "host1  $host1_addr"
-host2_addr=$(start_daemon host2 --bootstrap "$seed_addr")
-echo "host2  $host2_addr"
+start_daemon host1 --bootstrap "$seed_addr"
+echo "host1  $address"
+start_daemon host2 --bootstrap "$seed_addr"
+echo "host2  $address"
 
 echo "== shoal preheat on the seed"
 shoal preheat --daemon "$work/seed/run/api.sock" "$image"
@@ -107,7 +111,9 @@ for host in host1 host2; do
   sock="$work/$host/run/api.sock"
   if [ "$has_run" = yes ]; then
     echo "== $host: shoal run (through its daemon)"
-    SHOAL_DAEMON="$sock" timeout 60 "$root/packages/cli/bin/shoal" run "$image" -- sh -c 'cat /etc/motd; sha256sum /bin/busybox'
+    SHOAL_DAEMON="$sock" timeout 60 "$root/packages/cli/bin/shoal" run --verbose --cache-dir "$work/$host/containers" "$image" \
+      -- sh -c 'cat /etc/motd; sha256sum /bin/busybox'
+    echo "(the original: $(sha256sum /bin/busybox))"
   else
     echo "== $host: files read through its daemon (shoal run is not available yet)"
     curl -fsS --unix-socket "$sock" "http://daemon/v1/file?image=$image&path=/etc/motd"

@@ -1,4 +1,5 @@
-import { daemon as shoalDaemon, loadDaemonConfig, SERVE_FAULTS, type DaemonConfig, type ServeFault } from '@shoal/daemon'
+import { daemon as shoalDaemon, loadDaemonConfig, SERVE_FAULTS, type DaemonConfig, type Mounter, type ServeFault } from '@shoal/daemon'
+import { forceUnmountFuse, isMountPoint, mountImage, unmountPath } from '@shoal/fuse'
 import { stringOption, UsageError, type Command } from '../command.js'
 import { DEFAULT_API_SOCKET } from '../daemon-socket.js'
 
@@ -65,21 +66,30 @@ export const daemon: Command = {
     }
     const config: DaemonConfig = { stateDir: DEFAULT_STATE_DIR, apiSocket: DEFAULT_API_SOCKET, ...fromFile, ...flags }
     const log = (line: string): void => { stderr.write(`${new Date().toISOString()} shoal daemon: ${line}\n`) }
-    const running = shoalDaemon(config)({ log })
+    const mounter: Mounter = {
+      mount: async (init, options) => await mountImage({ ...init, logger: (m) => { log(`mount ${init.mountpoint}: ${m}`) } }, options),
+      // A mount left by a killed daemon: its FUSE server is gone, so only a (lazy) unmount clears it.
+      forceUnmount: async (mountpoint) => {
+        if (!await isMountPoint(mountpoint).catch(() => false)) return
+        await unmountPath(mountpoint).catch(async () => { await forceUnmountFuse(mountpoint) }).catch((err: any) => { log(`could not clear ${mountpoint}: ${err?.message}`) })
+      }
+    }
+    const running = shoalDaemon(config)({ log, mounter })
     await running.start({ signal })
     stdout.write([
       `shoal daemon ready${config.seed === true ? ' (seed)' : ''}`,
       `peer id: ${running.peerId}`,
       ...running.multiaddrs.map(a => `address: ${a}`),
-      `api: ${config.apiSocket}`,
       ...(running.metricsUrl != null ? [`metrics: ${running.metricsUrl}`] : []),
+      // Last: scripts wait for this line.
+      `api: ${config.apiSocket}`,
       ''
     ].join('\n'))
     if (!signal.aborted) await new Promise<void>(resolve => { signal.addEventListener('abort', () => { resolve() }, { once: true }) })
     log('stopping')
     await running.stop()
     // libp2p may leave timers behind; once everything is closed, nothing is left to wait for.
-    setTimeout(() => { process.exit(process.exitCode ?? 0) }, 2000).unref()
+    setTimeout(() => { process.exit(process.exitCode ?? 0) }, 500).unref()
     return 0
   }
 }

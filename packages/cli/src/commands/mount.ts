@@ -9,6 +9,8 @@ import {
   DEFAULT_CACHE_DIR, formatStats, lazyMountOptions, modeOf, MOUNT_STATE_DIR, openLazyImage, processAlive,
   readMountState, removeMountState, stateFileOf, writeMountState
 } from './mount-support.js'
+import { daemonOption } from '../daemon-socket.js'
+import { daemonFor, mountThroughDaemon } from '../daemon-mounts.js'
 
 /** How long `shoal mount` waits for the background process to report the mount ready. */
 const READY_TIMEOUT_MS = 120_000
@@ -22,6 +24,7 @@ export const mount: Command = {
   positionals: { min: 2, max: 2 },
   options: {
     ...lazyMountOptions,
+    ...daemonOption,
     foreground: { type: 'boolean', description: 'serve the mount in this process until SIGINT or SIGTERM' }
   },
   async run (context) {
@@ -33,6 +36,8 @@ export const mount: Command = {
     if (info == null || !info.isDirectory()) throw new UsageError(`mount: ${dir} is not a directory`)
     if (await isMountPoint(mountpoint)) throw new UsageError(`mount: ${dir} is already a mount point`)
     const verbose = values.verbose === true
+    const daemon = daemonFor(values, reference, (m) => { stderr.write(`shoal mount: ${m}\n`) })
+    if (daemon != null) return await mountThroughDaemon(daemon, reference, mountpoint, mode, context)
 
     if (values.foreground !== true) {
       // Serve from a detached child; it writes a state file once the mount is up (or failed).

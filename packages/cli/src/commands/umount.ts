@@ -3,6 +3,8 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import { forceUnmountFuse, isMountPoint, unmountPath } from '@shoal/fuse'
 import type { Command } from '../command.js'
 import { processAlive, readMountState, removeMountState } from './mount-support.js'
+import { daemonOption } from '../daemon-socket.js'
+import { unmountThroughDaemon } from '../daemon-mounts.js'
 
 const STOP_TIMEOUT_MS = 30_000
 
@@ -11,9 +13,13 @@ export const umount: Command = {
   summary: 'unmount an image mounted with `shoal mount` and stop the process serving it',
   args: 'DIR',
   positionals: { min: 1, max: 1 },
-  options: {},
-  async run ({ positionals, stdout, stderr }) {
+  options: { ...daemonOption },
+  async run ({ positionals, values, stdout, stderr, signal }) {
     const mountpoint = resolve(positionals[0])
+    if (await unmountThroughDaemon(values, mountpoint, { signal })) {
+      stdout.write(`unmounted ${mountpoint} (served by the daemon)\n`)
+      return 0
+    }
     const state = await readMountState(mountpoint)
     if (state != null && state.status === 'ok' && processAlive(state.pid)) {
       process.kill(state.pid, 'SIGTERM')

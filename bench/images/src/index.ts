@@ -105,6 +105,8 @@ export const minbase: ImageRecipe = {
   fill: async (rootfs, options) => {
     const ran = await run('debootstrap', ['--variant=minbase', SUITE, rootfs, DEBIAN_MIRROR], options)
     options.onProgress?.(`debootstrap: ${ran.seconds.toFixed(0)} s`)
+    // debootstrap keeps every .deb it installed (~60 MB) and the package lists: no image ships those.
+    await run('sh', ['-c', 'rm -rf "$1"/var/cache/apt/archives/*.deb "$1"/var/cache/apt/*.bin "$1"/var/lib/apt/lists/*', 'sh', rootfs], options)
   }
 }
 

@@ -5,7 +5,8 @@
  */
 import { mkdir } from 'node:fs/promises'
 import { resolve } from 'node:path'
-import { daemonClient, type DaemonClient, type DaemonStatus } from '@shoal/daemon'
+import { daemonClient, type DaemonClient } from '@shoal/daemon/client'
+import type { DaemonStatus } from '@shoal/daemon'
 import { resolveManifest } from '@shoal/convert'
 import type { AbortOptions } from '@shoal/interface'
 import type { ImageRunConfig } from '@shoal/fuse'

@@ -1,7 +1,8 @@
-import { commands } from './commands/index.js'
+import { loadAllCommands, loadCommand } from './commands/index.js'
 import { checkPositionals, formatHelp, parseCommandLine, UsageError } from './command.js'
 
-function topLevelHelp (): string {
+async function topLevelHelp (): Promise<string> {
+  const commands = await loadAllCommands()
   const width = Math.max(...commands.map(c => c.name.length))
   return [
     'Usage: shoal COMMAND [options]',
@@ -20,12 +21,13 @@ function topLevelHelp (): string {
 async function main (argv: string[]): Promise<number> {
   const [name, ...rest] = argv
   if (name == null || name === '--help' || name === '-h' || name === 'help') {
-    process.stdout.write(topLevelHelp())
+    process.stdout.write(await topLevelHelp())
     return name == null ? 2 : 0
   }
   const debug = rest.includes('--debug')
-  const command = commands.find(c => c.name === name)
+  let command: Awaited<ReturnType<typeof loadCommand>>
   try {
+    command = await loadCommand(name)
     if (command == null) throw new UsageError(`unknown command '${name}'`)
     const { positionals, values } = parseCommandLine(command, rest)
     if (values.help === true) {

@@ -1,4 +1,4 @@
-import { daemonClient } from '@shoal/daemon'
+import { daemonClient } from '@shoal/daemon/client'
 import type { Command } from '../command.js'
 import { daemonOption, requiredDaemonSocket } from '../daemon-socket.js'
 

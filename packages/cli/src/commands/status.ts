@@ -1,4 +1,5 @@
-import { daemonClient, type DaemonStatus } from '@shoal/daemon'
+import { daemonClient } from '@shoal/daemon/client'
+import type { DaemonStatus } from '@shoal/daemon'
 import type { Command } from '../command.js'
 import { daemonOption, requiredDaemonSocket } from '../daemon-socket.js'
 

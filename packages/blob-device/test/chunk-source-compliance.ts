@@ -2,7 +2,9 @@
  * The ChunkSource contract, as a suite every source runs (directory, registry, swarm):
  *   chunkSourceCompliance('registry', { create: async ({ blobDir, image }) => ({ source, close }) })
  * `create` gets a directory of real blob files and their image, and returns a source that serves
- * exactly those blobs (it may copy them elsewhere: a registry, a peer).
+ * exactly those blobs (it may copy them elsewhere: a registry, a peer). A source that says
+ * `delivers: 'uncompressed'` (a peer's cache) is held to the uncompressed size and digest of
+ * each chunk instead of its stored form.
  */
 import assert from 'node:assert/strict'
 import { after, before, describe, test } from 'node:test'
@@ -16,6 +18,17 @@ export interface ChunkSourceFactory {
 
 function refsOf (image: RafsImage, chunks: RafsChunk[]): ChunkRef[] {
   return chunks.map(c => chunkRefOf(c, image.blobs[c.blobIndex]))
+}
+
+/** The size a source's answer must have: stored, or uncompressed when the source says so. */
+function deliveredSize (source: ChunkSource, ref: ChunkRef): number {
+  return source.delivers === 'uncompressed' ? ref.uncompressedSize : ref.compressedSize
+}
+
+/** Decodes and verifies an answer as the source delivers it (the contract in @shoal/interface). */
+function decodeAnswer (source: ChunkSource, bytes: Uint8Array, ref: ChunkRef): Uint8Array {
+  const asDelivered = source.delivers === 'uncompressed' ? { ...ref, compressed: false, compressedSize: ref.uncompressedSize } : ref
+  return decodeChunkRef(bytes, asDelivered)
 }
 
 export function chunkSourceCompliance (name: string, factory: ChunkSourceFactory): void {
@@ -48,13 +61,18 @@ export function chunkSourceCompliance (name: string, factory: ChunkSourceFactory
       assert.ok(source.name.length > 0)
     })
 
-    test('answers every chunk of a run with its stored bytes, which decode and verify', async () => {
+    test('says what it delivers: stored (the default) or uncompressed', () => {
+      assert.ok(source.delivers === undefined || source.delivers === 'stored' || source.delivers === 'uncompressed', `delivers ${String(source.delivers)}`)
+    })
+
+    test('answers every chunk of a run with the bytes it says it delivers, which decode and verify', async () => {
       const answers = await source.getChunks(all)
       assert.equal(answers.length, all.length)
-      for (const [i, stored] of answers.entries()) {
-        assert.ok(stored !== undefined, `chunk ${all[i].index} missing`)
-        assert.equal(stored.length, all[i].compressedSize)
-        decodeChunkRef(stored, all[i])
+      for (const [i, answer] of answers.entries()) {
+        assert.ok(answer !== undefined, `chunk ${all[i].index} missing`)
+        assert.equal(answer.length, deliveredSize(source, all[i]))
+        const data = decodeAnswer(source, answer, all[i])
+        assert.equal(data.length, all[i].uncompressedSize)
       }
     })
 
@@ -62,9 +80,9 @@ export function chunkSourceCompliance (name: string, factory: ChunkSourceFactory
       const picked = [all[5], all[0], all[all.length - 1], all[5], all[2]]
       const answers = await source.getChunks(picked)
       assert.equal(answers.length, picked.length)
-      for (const [i, stored] of answers.entries()) {
-        assert.ok(stored !== undefined)
-        decodeChunkRef(stored, picked[i])
+      for (const [i, answer] of answers.entries()) {
+        assert.ok(answer !== undefined)
+        decodeAnswer(source, answer, picked[i])
       }
     })
 
@@ -77,8 +95,8 @@ export function chunkSourceCompliance (name: string, factory: ChunkSourceFactory
       const answers = await source.getChunks([all[1], unknown, all[2]])
       assert.equal(answers.length, 3)
       assert.equal(answers[1], undefined)
-      decodeChunkRef(answers[0]!, all[1])
-      decodeChunkRef(answers[2]!, all[2])
+      decodeAnswer(source, answers[0]!, all[1])
+      decodeAnswer(source, answers[2]!, all[2])
     })
 
     test('an aborted signal rejects with AbortError', async () => {

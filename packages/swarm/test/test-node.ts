@@ -59,6 +59,8 @@ send({ ready: true, peerId: node.peerId, multiaddrs: node.multiaddrs })
 
 const ops: Record<string, (args: any) => Promise<unknown>> = {
   provide: async ({ blobId }) => { await node.provideBlob(blobId) },
+  /** Caches one verified chunk, as the daemon's chunk cache would after reading it from a registry. */
+  put: async ({ blobId, index, base64 }) => { store.put(blobId, index, Buffer.from(base64, 'base64')) },
   withdraw: async ({ blobId }) => { await node.withdrawBlob(blobId) },
   dial: async ({ address }) => { await node.dial(address) },
   findProviders: async ({ blobId, timeout }) => {

@@ -28,7 +28,11 @@ const { values } = parseArgs({
     out: { type: 'string', default: 'bench/results' },
     role: { type: 'string', default: 'client' },
     encryption: { type: 'string', default: 'noise' },
-    bootstrap: { type: 'string' }
+    bootstrap: { type: 'string' },
+    /** Comma-separated subset of floor,noise,tls,raw,dht (for profiling one part). */
+    only: { type: 'string', default: 'floor,noise,tls,raw,dht' },
+    /** The client's verify threads (SwarmInit.verifyThreads); default: the swarm's own default. */
+    'verify-threads': { type: 'string' }
   }
 })
 const CHUNK = 1024 * 1024
@@ -97,31 +101,51 @@ async function server (): Promise<void> {
   process.stdout.write(JSON.stringify({ multiaddr: node.multiaddrs[0], rawPort: port, blobId: data.blobId }) + '\n')
   createInterface({ input: process.stdin }).on('line', (line) => {
     if (line === 'provide') node.provideBlob(data.blobId).then(() => process.stdout.write('"provided"\n'), () => {})
+    if (line === 'cpu') process.stdout.write(JSON.stringify(process.cpuUsage()) + '\n')
   }).on('close', () => { raw.close(); node.stop().finally(() => process.exit(0)) })
 }
 
 interface Peer { child: ChildProcess, info: { multiaddr: string, rawPort: number, blobId: string }, send(line: string): void, next(): Promise<string> }
 
 async function spawnPeer (encryption: string, bootstrap?: string): Promise<Peer> {
-  const args = [fileURLToPath(import.meta.url), '--role', 'server', '--encryption', encryption, '--dir', values.dir!, '--mib', values.mib!]
+  // The peer runs with this process's node flags, so --cpu-prof or --trace-gc covers both ends.
+  const args = [...process.execArgv, fileURLToPath(import.meta.url), '--role', 'server', '--encryption', encryption, '--dir', values.dir!, '--mib', values.mib!]
   if (bootstrap != null) args.push('--bootstrap', bootstrap)
   const child = spawn(process.execPath, args, { stdio: ['pipe', 'pipe', 'inherit'] })
   const lines = createInterface({ input: child.stdout! })
   const queue: string[] = []
   const waiters: Array<(line: string) => void> = []
-  lines.on('line', line => { const w = waiters.shift(); if (w != null) w(line); else queue.push(line) })
+  lines.on('line', line => {
+    // Node's own tracing (--trace-gc) writes to stdout too: pass it on, it is not for us.
+    if (!line.startsWith('{') && !line.startsWith('"')) { process.stderr.write(`peer: ${line}\n`); return }
+    const w = waiters.shift()
+    if (w != null) w(line)
+    else queue.push(line)
+  })
   const next = async (): Promise<string> => queue.length > 0 ? queue.shift()! : await new Promise(resolve => waiters.push(resolve))
   const info = JSON.parse(await next())
   return { child, info, send: (line) => child.stdin!.write(line + '\n'), next }
 }
 
-async function swarmRun (data: Data, encryption: 'noise' | 'tls'): Promise<{ seconds: number, chunks: number, bytes: number }> {
+/** CPU time (user + system, all threads) of the client and of the serving peer, in ms. */
+interface CpuSplit { clientMs: number, serverMs: number }
+
+async function peerCpu (peer: Peer): Promise<number> {
+  peer.send('cpu')
+  const usage = JSON.parse(await peer.next()) as NodeJS.CpuUsage
+  return (usage.user + usage.system) / 1000
+}
+
+async function swarmRun (data: Data, encryption: 'noise' | 'tls'): Promise<{ seconds: number, chunks: number, bytes: number, cpu: CpuSplit }> {
   const peer = await spawnPeer(encryption)
-  const client: Swarm = swarm({ ...LOOPBACK, encryption, bootstrap: [peer.info.multiaddr] })({ chunkStore: storeOf({ ...data, chunks: [] }) })
+  const verifyThreads = values['verify-threads'] != null ? { verifyThreads: Number(values['verify-threads']) } : {}
+  const client: Swarm = swarm({ ...LOOPBACK, encryption, bootstrap: [peer.info.multiaddr], ...verifyThreads })({ chunkStore: storeOf({ ...data, chunks: [] }) })
   await client.start()
   peer.send('provide')
   await peer.next()
   for (let i = 0; i < 50 && (await client.findProviders(data.blobId, { timeout: 200 })).length === 0; i++) await new Promise(resolve => setTimeout(resolve, 100))
+  const serverCpuBefore = await peerCpu(peer)
+  const clientCpuBefore = process.cpuUsage()
   const started = performance.now()
   let chunks = 0
   let bytes = 0
@@ -140,10 +164,14 @@ async function swarmRun (data: Data, encryption: 'noise' | 'tls'): Promise<{ sec
     }
   }))
   const seconds = (performance.now() - started) / 1000
+  const clientCpu = process.cpuUsage(clientCpuBefore)
+  const cpu = { clientMs: (clientCpu.user + clientCpu.system) / 1000, serverMs: await peerCpu(peer) - serverCpuBefore }
+  // For profiles: the transfer window on the monotonic clock that --cpu-prof timestamps use.
+  if (process.env.SHOAL_BENCH_WINDOW != null) console.error(`window ${encryption} ${Math.round((Number(process.hrtime.bigint() / 1000n)) - seconds * 1e6)} ${Number(process.hrtime.bigint() / 1000n)}`)
   await client.stop()
   peer.child.stdin!.end()
   await new Promise(resolve => peer.child.once('exit', resolve))
-  return { seconds, chunks, bytes }
+  return { seconds, chunks, bytes, cpu }
 }
 
 async function rawRun (data: Data): Promise<{ seconds: number, bytes: number }> {
@@ -188,30 +216,41 @@ async function client (): Promise<void> {
   const totalBytes = data.chunks.reduce((sum, b) => sum + b.length, 0)
   const storedBytes = data.stored.reduce((sum, b) => sum + b.length, 0)
   const mib = (bytes: number, seconds: number): number => Math.round(bytes / seconds / 1048576)
-  const rows: Array<{ what: string, chunksPerSecond: number, MiBps: number }> = []
+  const rows: Array<{ what: string, chunksPerSecond: number, MiBps: number, clientCpuMsPerMiB?: number, serverCpuMsPerMiB?: number }> = []
 
-  let started = performance.now()
-  for (let i = 0; i < data.refs.length; i++) decodeChunkRef(data.stored[i]!, data.refs[i]!)
-  let seconds = (performance.now() - started) / 1000
-  rows.push({ what: 'local floor: zstd decode + sha256 verify, from memory', chunksPerSecond: Math.round(data.refs.length / seconds), MiBps: mib(totalBytes, seconds) })
-  started = performance.now()
-  for (const bytes of data.chunks) createHash('sha256').update(bytes).digest()
-  seconds = (performance.now() - started) / 1000
-  rows.push({ what: 'local floor: sha256 verify only (uncompressed in memory)', chunksPerSecond: Math.round(data.refs.length / seconds), MiBps: mib(totalBytes, seconds) })
-  for (const encryption of ['noise', 'tls'] as const) {
-    const run = await swarmRun(data, encryption)
-    rows.push({ what: `swarm ${encryption}+yamux: verified chunks from a peer`, chunksPerSecond: Math.round(run.chunks / run.seconds), MiBps: mib(run.bytes, run.seconds) })
+  const only = new Set(values.only!.split(','))
+
+  if (only.has('floor')) {
+    let started = performance.now()
+    for (let i = 0; i < data.refs.length; i++) decodeChunkRef(data.stored[i]!, data.refs[i]!)
+    let seconds = (performance.now() - started) / 1000
+    rows.push({ what: 'local floor: zstd decode + sha256 verify, from memory', chunksPerSecond: Math.round(data.refs.length / seconds), MiBps: mib(totalBytes, seconds) })
+    started = performance.now()
+    for (const bytes of data.chunks) createHash('sha256').update(bytes).digest()
+    seconds = (performance.now() - started) / 1000
+    rows.push({ what: 'local floor: sha256 verify only (uncompressed in memory)', chunksPerSecond: Math.round(data.refs.length / seconds), MiBps: mib(totalBytes, seconds) })
   }
-  const raw = await rawRun(data)
-  rows.push({ what: 'raw node:net, same bytes, no verification', chunksPerSecond: Math.round(data.refs.length / raw.seconds), MiBps: mib(raw.bytes, raw.seconds) })
-  const dht = await dhtRun(data)
+  for (const encryption of ['noise', 'tls'] as const) {
+    if (!only.has(encryption)) continue
+    const run = await swarmRun(data, encryption)
+    const perMiB = (ms: number): number => +(ms / (run.bytes / 1048576)).toFixed(2)
+    rows.push({
+      what: `swarm ${encryption}+yamux: verified chunks from a peer`, chunksPerSecond: Math.round(run.chunks / run.seconds), MiBps: mib(run.bytes, run.seconds),
+      clientCpuMsPerMiB: perMiB(run.cpu.clientMs), serverCpuMsPerMiB: perMiB(run.cpu.serverMs)
+    })
+  }
+  if (only.has('raw')) {
+    const raw = await rawRun(data)
+    rows.push({ what: 'raw node:net, same bytes, no verification', chunksPerSecond: Math.round(data.refs.length / raw.seconds), MiBps: mib(raw.bytes, raw.seconds) })
+  }
+  const dht = only.has('dht') ? await dhtRun(data) : { lookups: 0, p50: NaN, p95: NaN, max: NaN }
 
   const result = {
     node: process.version, chunks: data.refs.length, chunkSize: CHUNK, uncompressedMiB: +(totalBytes / 1048576).toFixed(1),
     storedMiB: +(storedBytes / 1048576).toFixed(1), rows, dhtFindProvidersMs: dht
   }
   console.table(rows)
-  console.log(`DHT findProviders among 3 nodes (first result, ${dht.lookups} lookups): p50 ${dht.p50.toFixed(1)} ms, p95 ${dht.p95.toFixed(1)} ms, max ${dht.max.toFixed(1)} ms`)
+  if (only.has('dht')) console.log(`DHT findProviders among 3 nodes (first result, ${dht.lookups} lookups): p50 ${dht.p50.toFixed(1)} ms, p95 ${dht.p95.toFixed(1)} ms, max ${dht.max.toFixed(1)} ms`)
   await mkdir(values.out!, { recursive: true })
   await writeFile(join(values.out!, 'swarm-transfer.json'), JSON.stringify(result, null, 2) + '\n')
 }

@@ -34,7 +34,7 @@ export async function requestBitmap (stream: Stream, blobId: BlobId, peer: strin
 export interface ReceivedChunk {
   ref: ChunkRef
   encoding: number
-  /** A view of received memory, valid until the next read; verify or copy before awaiting more. */
+  /** The chunk's bytes in a buffer of their own (its whole ArrayBuffer): the receiver may keep or transfer it. */
   bytes: Uint8Array
 }
 
@@ -86,7 +86,7 @@ export async function requestChunks (
       if (length !== expected) {
         throw new SwarmProtocolError(`peer ${peer}: chunk ${index} of blob ${blobId} has ${length} bytes, expected ${expected}`)
       }
-      const bytes = await reader.readBytes(length, options)
+      const bytes = await reader.readOwnedBytes(length, options)
       await onChunk({ ref, encoding, bytes }, position)
     }
   } finally {

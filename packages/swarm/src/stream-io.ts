@@ -104,6 +104,17 @@ export class FrameReader {
     return out
   }
 
+  /**
+   * Exactly `length` bytes in a new buffer that owns its whole ArrayBuffer (never pooled), so
+   * it can be handed on or transferred to a worker. The caller bounds `length` first.
+   */
+  async readOwnedBytes (length: number, options?: AbortOptions): Promise<Uint8Array> {
+    await this.fill(length, false, options)
+    const out = Buffer.allocUnsafeSlow(length)
+    this.take(length, out)
+    return out
+  }
+
   /** Skips `length` bytes without keeping them (memory stays bounded by highWater). */
   async skip (length: number, options?: AbortOptions): Promise<void> {
     let left = length

@@ -12,7 +12,7 @@ import { DecompressError } from '@shoal/rafs'
 import { requestBitmap, requestChunks } from './chunk-client.js'
 import { PeerRefusedError, SwarmProtocolError } from './errors.js'
 import { bitmapHas } from './protocol.js'
-import { verifyReceived } from './verify.js'
+import { VerifyPool } from './verify-pool.js'
 
 /** What the source needs from the node: kept small so that the ranking logic stays testable. */
 export interface PeerNetwork {
@@ -92,7 +92,9 @@ export class SwarmChunkSource implements ChunkSource {
     private readonly network: PeerNetwork,
     private readonly init: SwarmSourceInit,
     private readonly log: Logger,
-    private readonly metrics: SwarmSourceMetrics = {}
+    private readonly metrics: SwarmSourceMetrics = {},
+    /** Where chunks are verified; by default inline on the event loop. */
+    private readonly verifier: Pick<VerifyPool, 'verify'> = INLINE_VERIFIER
   ) {}
 
   async getChunks (chunks: ChunkRef[], options?: AbortOptions): Promise<Array<Uint8Array | undefined>> {
@@ -281,7 +283,14 @@ export class SwarmChunkSource implements ChunkSource {
     let firstAt = 0
     let bytes = 0
     const timeout = AbortSignal.timeout(this.init.requestTimeout)
-    const requestSignal = AbortSignal.any([signal, timeout])
+    // Aborted when a chunk fails verification or when a hedged twin has delivered everything.
+    const local = new AbortController()
+    const requestSignal = AbortSignal.any([signal, timeout, local.signal])
+    // Chunks are verified while the next ones are received (on a worker thread when there is one).
+    const verifying: Array<Promise<void>> = []
+    let badChunk: Error | undefined
+    let complete = false
+    const allDelivered = (): boolean => wanted.every(p => results[p] != null)
     let stream: Stream | undefined
     try {
       stream = await this.network.openChunkStream(peer, { signal: requestSignal })
@@ -291,20 +300,33 @@ export class SwarmChunkSource implements ChunkSource {
         markTried(triedFor, position, peer)
         if (chunk == null) return
         // Verify even when a hedged twin already delivered it: a liar is caught either way.
-        const verified = verifyReceived(chunk, peer)
-        bytes += verified.length
-        if (results[position] == null) {
-          results[position] = verified.byteOffset === 0 && verified.byteLength === verified.buffer.byteLength ? verified : Uint8Array.prototype.slice.call(verified)
-          this.stats.chunksFromPeers++
-          this.stats.bytesFromPeers += verified.length
-          this.stats.bytesByPeer[peer] = (this.stats.bytesByPeer[peer] ?? 0) + verified.length
-          this.metrics.onChunk?.(verified.length, performance.now() - started)
-        }
-        if (wanted.every(p => results[p] != null)) throw new BatchComplete()
+        verifying.push(this.verifier.verify(chunk, peer).then(verified => {
+          bytes += verified.length
+          if (results[position] == null) {
+            results[position] = verified
+            this.stats.chunksFromPeers++
+            this.stats.bytesFromPeers += verified.length
+            this.stats.bytesByPeer[peer] = (this.stats.bytesByPeer[peer] ?? 0) + verified.length
+            this.metrics.onChunk?.(verified.length, performance.now() - started)
+          }
+          if (!complete && at < wanted.length - 1 && allDelivered()) {
+            complete = true
+            local.abort(new BatchComplete())
+          }
+        }, (err: Error) => {
+          if (badChunk == null) {
+            badChunk = err
+            local.abort(err)
+          }
+        }))
       }, { signal: requestSignal })
+      await Promise.all(verifying)
+      if (badChunk != null) throw badChunk
       this.observe(record, started, firstAt, bytes)
-    } catch (err: any) {
-      if (err instanceof BatchComplete) {
+    } catch (caught: any) {
+      await Promise.all(verifying)
+      const err = badChunk ?? caught
+      if (badChunk == null && complete) {
         this.observe(record, started, firstAt, bytes)
         stream?.abort(new Error('batch complete'))
         return
@@ -387,6 +409,8 @@ export class SwarmChunkSource implements ChunkSource {
 }
 
 class BatchComplete extends Error {}
+
+const INLINE_VERIFIER = new VerifyPool(0)
 
 function markTried (triedFor: Map<number, Set<string>>, position: number, peer: string): void {
   let set = triedFor.get(position)

@@ -22,6 +22,7 @@ import { ChunkServer, type ChunkServerStats } from './chunk-server.js'
 import { blobCid } from './cid.js'
 import { loadOrCreatePeerKey, readSwarmKey } from './keys.js'
 import { CHUNK_PROTOCOL, DHT_PROTOCOL } from './protocol.js'
+import { defaultVerifyThreads, VerifyPool } from './verify-pool.js'
 import { SwarmChunkSource, type PeerNetwork, type SwarmSourceInit, type SwarmSourceStats } from './swarm-source.js'
 
 export interface SwarmInit {
@@ -55,6 +56,12 @@ export interface SwarmInit {
   blocklistTime?: number
   /** DHT self-query delay after start (ms): shortens the time to the first successful provide. */
   initialQuerySelfInterval?: number
+  /**
+   * Worker threads that verify (hash, and decompress when sent stored) received chunks, so that
+   * runs beside the transport on another core; 0 verifies on the event loop. Default: cores
+   * minus 2, at most 4 (so none on a 2-core host, where a thread did not pay for itself).
+   */
+  verifyThreads?: number
 }
 
 export interface FindProvidersOptions extends AbortOptions {
@@ -129,6 +136,7 @@ class ShoalSwarm implements Swarm {
   private reprovideTimer: NodeJS.Timeout | undefined
   private reproviding: Promise<void> | undefined
   private readonly stopController = new AbortController()
+  private readonly verifyPool: VerifyPool
 
   constructor (private readonly init: SwarmInit, private readonly components: SwarmComponents) {
     this.logger = components.logger ?? defaultLogger()
@@ -153,12 +161,13 @@ class ShoalSwarm implements Swarm {
     const blocklisted = metrics?.registerCounter('shoal_swarm_peers_blocklisted_total', { help: 'peers blocklisted for sending bad data' })
     const hedges = metrics?.registerCounter('shoal_swarm_hedged_requests_total', { help: 'requests hedged to a second peer' })
     const latency = metrics?.registerHistogram('shoal_swarm_chunk_seconds', { help: 'time from request to verified chunk', buckets: [0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5] })
+    this.verifyPool = new VerifyPool(init.verifyThreads ?? defaultVerifyThreads())
     this.chunkSource = new SwarmChunkSource(network, { ...SOURCE_DEFAULTS, ...init.source }, this.logger.forComponent('shoal:swarm:source'), {
       onChunk: (n, ms) => { chunks?.increment(); bytes?.increment(n); latency?.observe(ms / 1000) },
       onBadChunk: (kind) => { bad?.increment({ [kind]: true }) },
       onBlocklist: () => { blocklisted?.increment() },
       onHedge: () => { hedges?.increment() }
-    })
+    }, this.verifyPool)
   }
 
   get node (): Libp2p {
@@ -227,6 +236,7 @@ class ShoalSwarm implements Swarm {
     await this.reproviding
     await this.libp2p.stop()
     this.libp2p = undefined
+    await this.verifyPool.close()
   }
 
   async provideBlob (blobId: BlobId, options?: AbortOptions): Promise<void> {

@@ -2,6 +2,8 @@
  * Driving the `shoal` CLI under measurement: which of its commands exist yet (the mount and swarm
  * parts land separately), a daemon started as a background process, and a daemon's bytes by source.
  */
+import { chmod, mkdir } from 'node:fs/promises'
+import { dirname } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import type { AbortOptions } from '@shoal/interface'
 import type { ByteCounts } from './contracts.js'
@@ -68,6 +70,9 @@ export interface RunningDaemon {
 
 /** Starts `shoal daemon ARGS` and waits (bounded) for it to print its peer id. */
 export async function startShoalDaemon (shoalBin: string, args: string[], init: AbortOptions & { socket: string, netns?: string, timeoutMs?: number }): Promise<RunningDaemon> {
+  // The daemon refuses a socket in a directory others can enter.
+  await mkdir(dirname(init.socket), { recursive: true, mode: 0o700 })
+  await chmod(dirname(init.socket), 0o700)
   const background = startBackground(shoalBin, ['daemon', '--api-socket', init.socket, ...args], { netns: init.netns })
   const deadline = Date.now() + (init.timeoutMs ?? 30_000)
   for (let attempt = 0; attempt < 1000; attempt++) {

@@ -105,7 +105,7 @@ export function shoalSwarmSystem (shoalBin: string): StartupSystem {
         const dir = join(target.workDir, 'seed')
         await mkdir(dir, { recursive: true })
         seed = await startShoalDaemon(shoalBin, ['--seed', '--state-dir', dir, '--listen', '/ip4/127.0.0.1/tcp/0', '--allow', '/ip4/127.0.0.1',
-          '--insecure-registry', registryHost(target)], { ...options, socket: join(dir, 'api.sock') })
+          '--insecure-registry', registryHost(target)], { ...options, socket: join(dir, 'run', 'api.sock') })
         seeds.set(target.workDir, seed)
         await run(shoalBin, ['preheat', '--daemon', seed.socket, target.nydusRef], { ...options, timeoutMs: 10 * 60_000 })
       }
@@ -115,7 +115,7 @@ export function shoalSwarmSystem (shoalBin: string): StartupSystem {
       const bootstrap = seed.addresses.find(a => a.includes('/ip4/127.0.0.1/')) ?? seed.addresses[0]
       host = await startShoalDaemon(shoalBin, ['--state-dir', dir, '--listen', '/ip4/127.0.0.1/tcp/0', '--allow', '/ip4/127.0.0.1',
         '--bootstrap', bootstrap.includes('/p2p/') ? bootstrap : `${bootstrap}/p2p/${seed.peerId}`,
-        '--insecure-registry', registryHost(target)], { ...options, socket: join(dir, `api-${++counter}.sock`) })
+        '--insecure-registry', registryHost(target)], { ...options, socket: join(dir, 'run', `api-${++counter}.sock`) })
     },
     start: async (target, options = {}) => {
       if (host == null) throw new Error('shoal-swarm: prepare did not start a host daemon')

@@ -28,7 +28,7 @@ export function shoalSwarmSystem (shoalBin: string): SwarmSystem {
           '--allow', `/ip4/${subnet}/ipcidr/24`,
           '--insecure-registry', target.registry,
           ...(bootstrap != null ? ['--bootstrap', bootstrap] : [])
-        ], { ...options, socket: join(host.workDir, 'api.sock'), netns: host.namespace })
+        ], { ...options, socket: join(host.workDir, 'run', 'api.sock'), netns: host.namespace })
         daemons.set(host.index, daemon)
         bootstrap ??= `/ip4/${host.address}/tcp/4001/p2p/${daemon.peerId}`
       }
@@ -36,7 +36,7 @@ export function shoalSwarmSystem (shoalBin: string): SwarmSystem {
     startOnHost: async (target, host, options = {}) => {
       const daemon = daemons.get(host.index)
       if (daemon == null) throw new Error(`shoal-swarm: no daemon on host ${host.index}`)
-      const ready = await runUntilReady(shoalBin, ['run', '--daemon', daemon.socket, target.nydusRef, '--', ...target.image.ready.command], {
+      const ready = await runUntilReady(shoalBin, ['run', '--daemon', daemon.socket, target.nydusRef, '--insecure-registry', target.registry, '--', ...target.image.ready.command], {
         ...options, netns: host.namespace, readyLine: target.image.ready.line, timeoutMs: 10 * 60_000
       })
       const bytes = await daemonBytes(shoalBin, daemon.socket, options)

@@ -29,7 +29,7 @@ before(async () => {
   proxy = await startCountingProxy(registry.registry, shared)
   image = await buildTestImage(registry, proxy, work)
   hostConfig = join(work, 'host.json')
-  await writeFile(hostConfig, JSON.stringify({ providerTimeout: 1000 }))
+  await writeFile(hostConfig, JSON.stringify({ providerTimeout: 1000, bitmapTimeout: 3000 }))
 })
 
 after(async () => { await shared.run() })

@@ -14,6 +14,7 @@ import {
   buildTestImage, Cleanup, readAllFiles, startCountingProxy, startDaemon, startRegistryWithCleanup, tempDir,
   type CountingProxy, type RunningDaemon, type TestImage
 } from './daemon-harness.js'
+import { shoal } from './helpers.js'
 
 const shared = new Cleanup()
 let work: string
@@ -27,9 +28,10 @@ before(async () => {
   registry = await startRegistryWithCleanup(shared)
   proxy = await startCountingProxy(registry.registry, shared)
   image = await buildTestImage(registry, proxy, work)
-  // Six node processes share two cores here: give a DHT lookup a second before the registry is asked.
+  // Six node processes share two cores here (and other work): give a DHT lookup a second, and a
+  // peer three to say which chunks it holds, before the registry is asked.
   hostConfig = join(work, 'host.json')
-  await writeFile(hostConfig, JSON.stringify({ providerTimeout: 1000 }))
+  await writeFile(hostConfig, JSON.stringify({ providerTimeout: 1000, bitmapTimeout: 3000 }))
 })
 
 after(async () => { await shared.run() })
@@ -57,6 +59,20 @@ test('after a preheat, four hosts read the whole image at once; the registry sen
     assert.equal(preheat.fetched.registry, (await seed.status()).bytesBySource.registry)
 
     const hosts = await startHosts('host', seed, cleanup)
+    // A container on every host at once, its rootfs mounted by the host's daemon.
+    const runStarted = performance.now()
+    const runs = await Promise.all(hosts.map(async host => await shoal([
+      'run', '--daemon', host.socket, '--cache-dir', join(host.stateDir, 'containers'), image.reference,
+      '--', 'sh', '-c', 'cat /etc/motd && sha256sum /data/random-5m /bin/busybox'
+    ], { timeoutMs: 90_000 })))
+    const runMs = performance.now() - runStarted
+    for (const [i, ran] of runs.entries()) {
+      assert.equal(ran.code, 0, `host ${i + 1}: ${ran.stderr}`)
+      assert.match(ran.stdout, /hello from the swarm/)
+      assert.ok(ran.stdout.includes(`${image.files.get('/data/random-5m')}  /data/random-5m`), ran.stdout)
+      assert.ok(ran.stdout.includes(`${image.files.get('/bin/busybox')}  /bin/busybox`), ran.stdout)
+    }
+    assert.deepEqual((await Promise.all(hosts.map(async host => await host.client.mounts()))).flat(), [], 'every mount is gone after its container')
     const started = performance.now()
     const wrong = (await Promise.all(hosts.map(async host => await readAllFiles(host, image)))).flat()
     const readMs = performance.now() - started
@@ -69,7 +85,8 @@ test('after a preheat, four hosts read the whole image at once; the registry sen
     t.diagnostic(`seed fetched ${seedFetchedAtRegistry} chunk bytes from the registry (counted at the registry); ` +
       `after 4 hosts read ${image.files.size} files each in ${Math.round(readMs)} ms the registry had sent ${dataBlobBytes()} chunk bytes in all, ` +
       `${proxy.manifestBytes()} manifest bytes and ${proxy.blobBytes.get(image.bootstrapLayer) ?? 0} bootstrap bytes; ` +
-      `hosts got ${hostsFromPeers.join(', ')} bytes from peers and ${hostsFromRegistry} from the registry; the seed served ${seedServed}`)
+      `4 containers ran at once in ${Math.round(runMs)} ms; hosts got ${hostsFromPeers.join(', ')} bytes from peers and ${hostsFromRegistry} from the registry; the seed served ${seedServed}`)
+    for (const [i, s] of statuses.entries()) t.diagnostic(`host ${i + 1}: ${JSON.stringify({ bytes: s.bytesBySource, fetching: s.fetching, errors: s.errors, served: s.served })}`)
     assert.ok(dataBlobBytes() <= seedFetchedAtRegistry, `registry sent ${dataBlobBytes()} chunk bytes, the seed fetched ${seedFetchedAtRegistry}`)
     assert.equal(hostsFromRegistry, 0)
     for (const [i, s] of statuses.entries()) {

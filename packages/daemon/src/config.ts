@@ -34,6 +34,8 @@ export interface DaemonConfig {
   allow?: string[]
   /** How long a DHT lookup may find nobody before the registry is asked (ms, default 100). */
   providerTimeout?: number
+  /** How long a peer may take to say which chunks of a blob it holds (ms, default 1000). */
+  bitmapTimeout?: number
   /**
    * TESTS ONLY: this daemon serves peers wrong chunks, to show that receivers refuse them.
    * Never set it on a real host.
@@ -43,7 +45,7 @@ export interface DaemonConfig {
 
 const STRING_KEYS = ['stateDir', 'apiSocket', 'metrics', 'swarmKey'] as const
 const LIST_KEYS = ['listen', 'bootstrap', 'insecureRegistries', 'allow'] as const
-const ALL_KEYS = new Set<string>([...STRING_KEYS, ...LIST_KEYS, 'seed', 'cacheMaxBytes', 'mountMode', 'providerTimeout', 'testServeFault'])
+const ALL_KEYS = new Set<string>([...STRING_KEYS, ...LIST_KEYS, 'seed', 'cacheMaxBytes', 'mountMode', 'providerTimeout', 'bitmapTimeout', 'testServeFault'])
 /** A config file is a few hundred bytes; refuse to read a huge one. */
 const MAX_CONFIG_BYTES = 1024 * 1024
 
@@ -64,7 +66,7 @@ export function parseDaemonConfig (value: unknown, where: string): Partial<Daemo
       }
     } else if (key === 'seed') {
       if (typeof v !== 'boolean') throw new DaemonConfigError(`${where}: 'seed' must be true or false, got ${JSON.stringify(v)}`)
-    } else if (key === 'cacheMaxBytes' || key === 'providerTimeout') {
+    } else if (key === 'cacheMaxBytes' || key === 'providerTimeout' || key === 'bitmapTimeout') {
       if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < 0) throw new DaemonConfigError(`${where}: '${key}' must be a non-negative integer, got ${JSON.stringify(v)}`)
     } else if (key === 'mountMode') {
       if (v !== 'fuse' && v !== 'erofs') throw new DaemonConfigError(`${where}: 'mountMode' must be "fuse" or "erofs", got ${JSON.stringify(v)}`)

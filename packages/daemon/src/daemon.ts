@@ -6,6 +6,7 @@
 import { mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises'
 import type { Server } from 'node:http'
 import { join, resolve as resolvePath } from 'node:path'
+import { setTimeout as sleep } from 'node:timers/promises'
 import { defaultLogger } from '@libp2p/logger'
 import { prometheusMetrics } from '@libp2p/prometheus-metrics'
 import { backendSource, blobDevice, type BlobDevice, type BlobDeviceStats } from '@shoal/blob-device'
@@ -76,7 +77,9 @@ export interface DaemonStatus {
   bytesBySource: Record<string, number>
   chunksBySource: Record<string, number>
   errors: Record<string, number>
-  served: { requests: number, chunks: number, bytes: number }
+  served: { requests: number, chunks: number, bytes: number, busy: number }
+  /** The swarm client's counters: chunks peers could not give, DHT lookups and misses, hedges. */
+  fetching: { chunksMissed: number, providerLookups: number, providerLookupMisses: number, hedgedRequests: number, badChunks: number }
   blocklisted: SwarmStats['blocklisted']
   mounts: MountInfo[]
   images: string[]
@@ -198,7 +201,10 @@ class ShoalDaemon implements Daemon {
         seed: init.seed === true,
         ...(init.swarmKey != null ? { swarmKeyFile: init.swarmKey } : {}),
         ...(init.allow != null ? { allow: init.allow } : {}),
-        ...(init.providerTimeout != null ? { source: { providerTimeout: init.providerTimeout } } : {})
+        source: {
+          ...(init.providerTimeout != null ? { providerTimeout: init.providerTimeout } : {}),
+          ...(init.bitmapTimeout != null ? { bitmapTimeout: init.bitmapTimeout } : {})
+        }
       })({ chunkStore: cacheChunkStore(this.cache), metrics: libp2pMetrics })
       await this.swarmNode.start()
       await this.joinBootstrapPeers(options)
@@ -400,7 +406,14 @@ class ShoalDaemon implements Daemon {
       bytesBySource,
       chunksBySource,
       errors,
-      served: { requests: stats.server.requests, chunks: stats.server.chunksServed, bytes: stats.server.bytesServed },
+      served: { requests: stats.server.requests, chunks: stats.server.chunksServed, bytes: stats.server.bytesServed, busy: stats.server.busy },
+      fetching: {
+        chunksMissed: stats.source.chunksMissed,
+        providerLookups: stats.source.providerLookups,
+        providerLookupMisses: stats.source.providerLookupMisses,
+        hedgedRequests: stats.source.hedgedRequests,
+        badChunks: stats.source.badChunks
+      },
       blocklisted: stats.blocklisted,
       mounts: this.mounts(),
       images: [...this.images.keys()]
@@ -470,12 +483,17 @@ class ShoalDaemon implements Daemon {
     return { reference, image: stored.image, bootstrap: stored.bootstrap, registrySource, device }
   }
 
-  /** The read path of an image: cache, then peers, then the registry (a DHT miss goes there at once). */
+  /**
+   * The read path of an image: cache, then peers, then peers again after a fresh provider lookup
+   * (only when the peers known lacked a chunk), then the registry. A DHT miss goes to the registry
+   * at once.
+   */
   private makeDevice (image: RafsImage, registrySource: ChunkSource): BlobDevice {
+    const peers = this.timed(this.swarmOrThrow.chunkSource)
     return blobDevice({
       image,
       cache: this.timedCache(this.cache!),
-      sources: [this.timed(this.swarmOrThrow.chunkSource), registrySource],
+      sources: [peers, this.timed(this.freshLookupSource()), registrySource],
       logger: { warn: (m) => { this.log(`read: ${m}`) } }
     })
   }
@@ -494,6 +512,33 @@ class ShoalDaemon implements Daemon {
         } finally {
           metrics?.observeFetch(role, (performance.now() - started) / 1000)
         }
+      }
+    }
+  }
+
+  /**
+   * The swarm once more, for chunks its first pass could not get although it knew providers of
+   * their blob: those providers may hold only part of it (a host provides a blob from its first
+   * chunk) while a seed holding it all was not among the first found and cached. The provider
+   * list is dropped and looked up afresh. Blobs with no known provider are not asked again.
+   */
+  private freshLookupSource (): ChunkSource {
+    const source = this.swarmOrThrow.chunkSource
+    return {
+      name: source.name,
+      ...(source.delivers != null ? { delivers: source.delivers } : {}),
+      getChunks: async (refs, options) => {
+        const out = new Array<Uint8Array | undefined>(refs.length).fill(undefined)
+        const retry: number[] = []
+        for (const blobId of new Set(refs.map(ref => ref.blobId))) {
+          if ((await source.providers(blobId, options)).length === 0) continue
+          source.forget(blobId)
+          refs.forEach((ref, i) => { if (ref.blobId === blobId) retry.push(i) })
+        }
+        if (retry.length === 0) return out
+        const answers = await source.getChunks(retry.map(i => refs[i]!), options)
+        retry.forEach((position, i) => { out[position] = answers[i] })
+        return out
       }
     }
   }
@@ -548,10 +593,21 @@ class ShoalDaemon implements Daemon {
    */
   private async joinBootstrapPeers (options: AbortOptions): Promise<void> {
     const node = this.swarmOrThrow
+    let reached = 0
     await Promise.all((this.init.bootstrap ?? []).map(async address => {
       const signal = AbortSignal.any([AbortSignal.timeout(BOOTSTRAP_DIAL_TIMEOUT), ...(options.signal != null ? [options.signal] : [])])
-      await node.dial(address, { signal }).catch((err: any) => { this.log(`bootstrap peer ${address} not reached: ${err?.message}`) })
+      await node.dial(address, { signal }).then(() => { reached++ }, (err: any) => { this.log(`bootstrap peer ${address} not reached: ${err?.message}`) })
     }))
+    if (reached === 0) return
+    // A connection is not yet a DHT peer: identify must finish first. A lookup before that finds
+    // nobody and goes to the registry, so wait (bounded) for the routing table to hold a peer.
+    const dht = (node.node as unknown as { services: { dht?: { routingTable?: { size: number } } } }).services.dht
+    const deadline = Date.now() + BOOTSTRAP_DIAL_TIMEOUT
+    while ((dht?.routingTable?.size ?? 1) === 0 && Date.now() < deadline) {
+      throwIfAborted(options)
+      await sleep(20)
+    }
+    if ((dht?.routingTable?.size ?? 1) === 0) this.log('no DHT peer yet after reaching a seed; lookups go to the registry until one joins')
   }
 
   /** TESTS ONLY: make this daemon's chunk server lie, through the swarm's test hook. */

@@ -25,7 +25,8 @@ export const daemon: Command = {
   args: '',
   description: 'Serves the chunks it holds to peers and fetches what it lacks from them (found through the DHT),\n' +
     'going to the registry on a miss. Every flag can be set in the --config JSON file (keys: stateDir, apiSocket,\n' +
-    'listen, bootstrap, seed, metrics, swarmKey, insecureRegistries, cacheMaxBytes, mountMode, allow); flags win.\n' +
+    'listen, bootstrap, seed, metrics, swarmKey, insecureRegistries, cacheMaxBytes, mountMode, allow, providerTimeout,\n' +
+    'bitmapTimeout); flags win.\n' +
     'Prints its peer id and addresses when ready. SIGTERM or SIGINT unmounts, withdraws its blobs and exits 0.',
   positionals: { min: 0, max: 0 },
   options: {

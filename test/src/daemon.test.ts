@@ -206,3 +206,70 @@ test('shoal status and shoal preheat talk to the daemon named by --daemon or SHO
     await cleanup.run()
   }
 })
+
+async function mountsUnder (dir: string): Promise<string[]> {
+  const { readFile } = await import('node:fs/promises')
+  return (await readFile('/proc/mounts', 'utf8')).split('\n').map(line => line.split(' ')[1] ?? '').filter(target => target.startsWith(`${dir}/`))
+}
+
+async function loopsUnder (dir: string): Promise<string[]> {
+  const { readFile } = await import('node:fs/promises')
+  const found: string[] = []
+  for (const device of (await readdir('/sys/block')).filter(name => name.startsWith('loop'))) {
+    const backing = await readFile(`/sys/block/${device}/loop/backing_file`, 'utf8').catch(() => '')
+    if (backing.startsWith(`${dir}/`)) found.push(`${device}: ${backing.trim()}`)
+  }
+  return found
+}
+
+async function mounted (path: string): Promise<boolean> {
+  const { readFile } = await import('node:fs/promises')
+  return (await readFile('/proc/mounts', 'utf8')).split('\n').some(line => line.split(' ')[1] === path)
+}
+
+test('mounts served by the daemon: shoal mount and umount through it; SIGTERM unmounts; after SIGKILL a restart clears the dead mount', { timeout: 120_000 }, async () => {
+  const cleanup = new Cleanup()
+  try {
+    const { mkdir, readFile: read } = await import('node:fs/promises')
+    const { createHash } = await import('node:crypto')
+    const dir = join(work, 'mounting')
+    const d = await startDaemon('mounting', { stateDir: dir }, cleanup)
+    const mountpoint = join(dir, 'mnt')
+    await mkdir(mountpoint)
+    cleanup.add('unmount', async () => { if (await mounted(mountpoint)) await shoal(['umount', mountpoint]) })
+    const mountedOut = await shoal(['mount', '--daemon', d.socket, image.reference, mountpoint], { timeoutMs: 60_000 })
+    assert.equal(mountedOut.code, 0, mountedOut.stderr)
+    assert.match(mountedOut.stdout, /served by the daemon/)
+    assert.ok(await mounted(mountpoint))
+    const bytes = await read(join(mountpoint, 'data', 'random-3m'))
+    assert.equal(createHash('sha256').update(bytes).digest('hex'), image.files.get('/data/random-3m'))
+    assert.equal((await d.client.mounts()).length, 1)
+    const unmounted = await shoal(['umount', '--daemon', d.socket, mountpoint])
+    assert.equal(unmounted.code, 0, unmounted.stderr)
+    assert.ok(!await mounted(mountpoint))
+
+    // SIGTERM with a mount: unmounted, exit 0.
+    await d.client.mount(image.reference, mountpoint)
+    assert.ok(await mounted(mountpoint))
+    assert.equal(await d.stop('SIGTERM'), 0, d.log())
+    assert.ok(!await mounted(mountpoint), 'SIGTERM unmounted it')
+
+    // SIGKILL with a mount: the mount is left dead; the next start clears it and serves again.
+    const again = await startDaemon('mounting', { stateDir: dir }, cleanup)
+    await again.client.mount(image.reference, mountpoint)
+    assert.equal(await again.stop('SIGKILL'), 'SIGKILL')
+    const revived = await startDaemon('mounting', { stateDir: dir }, cleanup)
+    assert.ok(!await mounted(mountpoint), 'the restart cleared the dead mount')
+    assert.deepEqual(await mountsUnder(dir), [], 'and the mounts of its work dir')
+    assert.deepEqual(await loopsUnder(dir), [], 'and its loop devices')
+    await revived.client.mount(image.reference, mountpoint)
+    const motd = await read(join(mountpoint, 'etc', 'motd'), 'utf8')
+    assert.equal(motd, 'hello from the swarm\n')
+    assert.equal(await revived.stop('SIGTERM'), 0)
+    assert.ok(!await mounted(mountpoint))
+    assert.deepEqual(await mountsUnder(dir), [])
+    assert.deepEqual(await loopsUnder(dir), [])
+  } finally {
+    await cleanup.run()
+  }
+})

@@ -51,6 +51,7 @@ test('after a preheat, four hosts read the whole image at once; the registry sen
   const cleanup = new Cleanup()
   try {
     const seed = await startDaemon('seed', { stateDir: join(work, 'seed'), args: ['--seed'] }, cleanup)
+    const idleRss = (await seed.status()).memory.rss
     proxy.reset()
     const preheat = await seed.client.preheat(image.reference, { signal: AbortSignal.timeout(60_000) })
     const seedFetchedAtRegistry = dataBlobBytes()
@@ -81,7 +82,10 @@ test('after a preheat, four hosts read the whole image at once; the registry sen
     const statuses = await Promise.all(hosts.map(async host => await host.status()))
     const hostsFromRegistry = statuses.reduce((sum, s) => sum + (s.bytesBySource.registry ?? 0), 0)
     const hostsFromPeers = statuses.map(s => s.bytesBySource.peers ?? 0)
-    const seedServed = (await seed.status()).served.bytes
+    const seedAfter = await seed.status()
+    const seedServed = seedAfter.served.bytes
+    const hostRss = statuses.map(s => Math.round(s.memory.rss / 2 ** 20))
+    t.diagnostic(`memory: seed ${Math.round(idleRss / 2 ** 20)} MiB resident idle, ${Math.round(seedAfter.memory.rss / 2 ** 20)} MiB after serving ${Math.round(seedServed / 2 ** 20)} MiB; hosts ${hostRss.join(', ')} MiB after their containers and reads`)
     t.diagnostic(`seed fetched ${seedFetchedAtRegistry} chunk bytes from the registry (counted at the registry); ` +
       `after 4 hosts read ${image.files.size} files each in ${Math.round(readMs)} ms the registry had sent ${dataBlobBytes()} chunk bytes in all, ` +
       `${proxy.manifestBytes()} manifest bytes and ${proxy.blobBytes.get(image.bootstrapLayer) ?? 0} bootstrap bytes; ` +

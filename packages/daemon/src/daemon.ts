@@ -84,6 +84,8 @@ export interface DaemonStatus {
   blocklisted: SwarmStats['blocklisted']
   mounts: MountInfo[]
   images: string[]
+  /** This process's memory (bytes): resident set and V8 heap in use. */
+  memory: { rss: number, heapUsed: number }
 }
 
 export interface Daemon {
@@ -417,7 +419,8 @@ class ShoalDaemon implements Daemon {
       },
       blocklisted: stats.blocklisted,
       mounts: this.mounts(),
-      images: [...this.images.keys()]
+      images: [...this.images.keys()],
+      memory: { rss: process.memoryUsage.rss(), heapUsed: process.memoryUsage().heapUsed }
     }
   }
 

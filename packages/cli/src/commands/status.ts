@@ -22,6 +22,7 @@ function describe (status: DaemonStatus): string {
     `served to peers: ${status.served.chunks} chunks, ${mib(status.served.bytes)}`,
     ...(Object.keys(status.errors).length > 0 ? [`errors: ${Object.entries(status.errors).map(([k, v]) => `${k} ${v}`).join(', ')}`] : []),
     ...(status.blocklisted.length > 0 ? [`blocklisted: ${status.blocklisted.map(b => `${b.peer} (${b.reason})`).join(', ')}`] : []),
+    `memory: ${mib(status.memory.rss)} resident, ${mib(status.memory.heapUsed)} heap`,
     `mounts: ${status.mounts.length}`,
     ...status.mounts.map(m => `  ${m.mountpoint}  ${m.image}  (${m.mode})`)
   ]

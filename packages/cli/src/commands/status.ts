@@ -8,7 +8,8 @@ function mib (bytes: number): string {
 }
 
 function describe (status: DaemonStatus): string {
-  const sources = Object.entries(status.bytesBySource).sort((a, b) => b[1] - a[1])
+  // `memory` is verified chunks read again (FUSE reads a chunk in pieces): not where bytes came from.
+  const sources = Object.entries(status.bytesBySource).filter(([source]) => source !== 'memory').sort((a, b) => b[1] - a[1])
   const lines = [
     `peer ${status.peerId}${status.seed ? ' (seed)' : ''}`,
     ...status.addresses.map(a => `  listening on ${a}`),
@@ -19,6 +20,7 @@ function describe (status: DaemonStatus): string {
     `cache: ${mib(status.cache.bytes)} in ${status.cache.chunks} chunks of ${status.cache.blobs} blobs at ${status.cache.path}`,
     'bytes read, by source:',
     ...(sources.length > 0 ? sources.map(([source, bytes]) => `  ${source.padEnd(9)} ${mib(bytes).padStart(12)}  (${status.chunksBySource[source] ?? 0} chunks)`) : ['  none yet']),
+    ...(status.bytesBySource.memory != null ? [`  (and ${mib(status.bytesBySource.memory)} re-read from verified chunks in memory)`] : []),
     `served to peers: ${status.served.chunks} chunks, ${mib(status.served.bytes)}`,
     ...(Object.keys(status.errors).length > 0 ? [`errors: ${Object.entries(status.errors).map(([k, v]) => `${k} ${v}`).join(', ')}`] : []),
     ...(status.blocklisted.length > 0 ? [`blocklisted: ${status.blocklisted.map(b => `${b.peer} (${b.reason})`).join(', ')}`] : []),

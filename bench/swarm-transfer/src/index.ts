@@ -29,10 +29,12 @@ const { values } = parseArgs({
     role: { type: 'string', default: 'client' },
     encryption: { type: 'string', default: 'noise' },
     bootstrap: { type: 'string' },
-    /** Comma-separated subset of floor,noise,tls,raw,dht (for profiling one part). */
-    only: { type: 'string', default: 'floor,noise,tls,raw,dht' },
+    /** Comma-separated subset of floor,noise,stored,tls,raw,dht (for profiling one part); stored adds a noise run with stored bytes on the wire. */
+    only: { type: 'string', default: 'floor,noise,stored,tls,raw,dht' },
     /** The client's verify threads (SwarmInit.verifyThreads); default: the swarm's own default. */
-    'verify-threads': { type: 'string' }
+    'verify-threads': { type: 'string' },
+    /** The serving peer's wire encoding (internal: set per run by the client). */
+    wire: { type: 'string', default: 'uncompressed' }
   }
 })
 const CHUNK = 1024 * 1024
@@ -75,13 +77,15 @@ function storeOf (data: Data): ChunkStore {
   return {
     has: async (blobId: BlobId, index: number) => blobId === data.blobId && index < data.chunks.length,
     bitmap: async (blobId: BlobId) => blobId === data.blobId ? bits : undefined,
-    getUncompressed: async (blobId: BlobId, index: number, _o?: AbortOptions) => blobId === data.blobId ? data.chunks[index] : undefined
-  }
+    getUncompressed: async (blobId: BlobId, index: number, _o?: AbortOptions) => blobId === data.blobId ? data.chunks[index] : undefined,
+    // A seed with the blob file: the stored form is there too (used with --wire stored).
+    getStored: async (blobId: BlobId, index: number, _o?: AbortOptions) => blobId === data.blobId ? data.stored[index] : undefined
+  } as ChunkStore
 }
 
 async function server (): Promise<void> {
   const data = await loadData(values.dir!, Number(values.mib) * CHUNK)
-  const node = swarm({ ...LOOPBACK, seed: true, encryption: values.encryption as 'noise' | 'tls', ...(values.bootstrap != null ? { bootstrap: [values.bootstrap] } : {}) })({ chunkStore: storeOf(data) })
+  const node = swarm({ ...LOOPBACK, seed: true, encryption: values.encryption as 'noise' | 'tls', wireEncoding: values.wire as 'uncompressed' | 'stored', ...(values.bootstrap != null ? { bootstrap: [values.bootstrap] } : {}) })({ chunkStore: storeOf(data) })
   await node.start()
   // Raw TCP: the same uncompressed bytes, length-prefixed, once per connection.
   const raw = net.createServer(socket => {
@@ -107,9 +111,9 @@ async function server (): Promise<void> {
 
 interface Peer { child: ChildProcess, info: { multiaddr: string, rawPort: number, blobId: string }, send(line: string): void, next(): Promise<string> }
 
-async function spawnPeer (encryption: string, bootstrap?: string): Promise<Peer> {
+async function spawnPeer (encryption: string, bootstrap?: string, wire = 'uncompressed'): Promise<Peer> {
   // The peer runs with this process's node flags, so --cpu-prof or --trace-gc covers both ends.
-  const args = [...process.execArgv, fileURLToPath(import.meta.url), '--role', 'server', '--encryption', encryption, '--dir', values.dir!, '--mib', values.mib!]
+  const args = [...process.execArgv, fileURLToPath(import.meta.url), '--role', 'server', '--encryption', encryption, '--dir', values.dir!, '--mib', values.mib!, '--wire', wire]
   if (bootstrap != null) args.push('--bootstrap', bootstrap)
   const child = spawn(process.execPath, args, { stdio: ['pipe', 'pipe', 'inherit'] })
   const lines = createInterface({ input: child.stdout! })
@@ -136,8 +140,8 @@ async function peerCpu (peer: Peer): Promise<number> {
   return (usage.user + usage.system) / 1000
 }
 
-async function swarmRun (data: Data, encryption: 'noise' | 'tls'): Promise<{ seconds: number, chunks: number, bytes: number, cpu: CpuSplit }> {
-  const peer = await spawnPeer(encryption)
+async function swarmRun (data: Data, encryption: 'noise' | 'tls', wire: 'uncompressed' | 'stored' = 'uncompressed'): Promise<{ seconds: number, chunks: number, bytes: number, cpu: CpuSplit }> {
+  const peer = await spawnPeer(encryption, undefined, wire)
   const verifyThreads = values['verify-threads'] != null ? { verifyThreads: Number(values['verify-threads']) } : {}
   const client: Swarm = swarm({ ...LOOPBACK, encryption, bootstrap: [peer.info.multiaddr], ...verifyThreads })({ chunkStore: storeOf({ ...data, chunks: [] }) })
   await client.start()
@@ -230,12 +234,13 @@ async function client (): Promise<void> {
     seconds = (performance.now() - started) / 1000
     rows.push({ what: 'local floor: sha256 verify only (uncompressed in memory)', chunksPerSecond: Math.round(data.refs.length / seconds), MiBps: mib(totalBytes, seconds) })
   }
-  for (const encryption of ['noise', 'tls'] as const) {
-    if (!only.has(encryption)) continue
-    const run = await swarmRun(data, encryption)
+  const runs = [['noise', 'uncompressed'], ['noise', 'stored'], ['tls', 'uncompressed']] as const
+  for (const [encryption, wire] of runs) {
+    if (!only.has(encryption) || (wire === 'stored' && !only.has('stored'))) continue
+    const run = await swarmRun(data, encryption, wire)
     const perMiB = (ms: number): number => +(ms / (run.bytes / 1048576)).toFixed(2)
     rows.push({
-      what: `swarm ${encryption}+yamux: verified chunks from a peer`, chunksPerSecond: Math.round(run.chunks / run.seconds), MiBps: mib(run.bytes, run.seconds),
+      what: `swarm ${encryption}+yamux, ${wire} on the wire: verified chunks from a peer`, chunksPerSecond: Math.round(run.chunks / run.seconds), MiBps: mib(run.bytes, run.seconds),
       clientCpuMsPerMiB: perMiB(run.cpu.clientMs), serverCpuMsPerMiB: perMiB(run.cpu.serverMs)
     })
   }

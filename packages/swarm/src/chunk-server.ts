@@ -4,7 +4,7 @@
  * and on upload bandwidth.
  */
 import type { Connection, Logger, Stream } from '@libp2p/interface'
-import type { ChunkStore } from '@shoal/interface'
+import type { AbortOptions, ChunkStore } from '@shoal/interface'
 import { SwarmProtocolError } from './errors.js'
 import { Semaphore, TokenBucket } from './limits.js'
 import {
@@ -22,6 +22,23 @@ export interface ChunkServerInit {
   uploadBandwidth: number
   /** Idle time after which a stream is dropped. */
   streamIdleTimeout: number
+  /** 'stored' sends chunks as stored in their blob when the store keeps that form (docs/protocol.md). */
+  wireEncoding?: WireEncoding
+}
+
+export type WireEncoding = 'uncompressed' | 'stored'
+
+/**
+ * A chunk store that also keeps chunks as they are stored in their blob (compressed), such as a
+ * seed holding whole blob files. Only such a store can serve encoding 1 (STORED).
+ */
+export interface StoredChunkStore extends ChunkStore {
+  /** The chunk's bytes as stored in its blob, or undefined when that form is not held. */
+  getStored(blobId: string, index: number, options?: AbortOptions): Promise<Uint8Array | undefined>
+}
+
+function keepsStored (store: ChunkStore): store is StoredChunkStore {
+  return typeof (store as Partial<StoredChunkStore>).getStored === 'function'
 }
 
 export interface ChunkServerStats {
@@ -99,8 +116,11 @@ export class ChunkServer {
     }
     const indexes: number[] = []
     for (let i = 0; i < count; i++) indexes.push(await reader.readU32(options))
+    const sendStored = this.init.wireEncoding === 'stored' && keepsStored(this.store) ? this.store : undefined
     for (const index of indexes) {
-      const bytes = await this.store.getUncompressed(blobId, index, options)
+      const stored = await sendStored?.getStored(blobId, index, options)
+      const encoding = stored != null ? ChunkEncoding.STORED : ChunkEncoding.UNCOMPRESSED
+      const bytes = stored ?? await this.store.getUncompressed(blobId, index, options)
       if (bytes == null || bytes.length > MAX_CHUNK_BYTES) {
         this.stats.chunksMissing++
         await sendAll(stream, [encodeNoChunk(index)], options)
@@ -113,7 +133,7 @@ export class ChunkServer {
       if (this.mutateChunk != null) {
         ({ index: sendIndex, bytes: sendBytes, truncate = false } = this.mutateChunk(blobId, index, bytes))
       }
-      const header = encodeChunkHeader(sendIndex, ChunkEncoding.UNCOMPRESSED, bytes.length)
+      const header = encodeChunkHeader(sendIndex, encoding, bytes.length)
       await sendAll(stream, [header, sendBytes], options)
       this.stats.chunksServed++
       this.stats.bytesServed += sendBytes.length

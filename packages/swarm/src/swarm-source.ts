@@ -72,6 +72,28 @@ interface PeerRecord {
 
 interface Cached<T> { value: T, until: number }
 
+interface CachedProviders extends Cached<Promise<string[]>> {
+  /** This lookup's answer once it came. */
+  result?: string[]
+  /** The last non-empty provider list and when it came. */
+  last?: string[]
+  lastAt: number
+}
+
+/** How many provider cache times a non-empty list is still used while a newer lookup runs or comes back empty. */
+const STALE_PROVIDERS_FACTOR = 6
+
+interface CachedBitmap {
+  /** The fetch under way, or the last one. */
+  fresh: Promise<Uint8Array | undefined>
+  /** Fetch again after this time (ms since the epoch). */
+  until: number
+  /** The last bitmap received and when. */
+  last?: Uint8Array
+  lastAt: number
+  refreshing: boolean
+}
+
 const DEFAULT_LATENCY = 20
 const DEFAULT_THROUGHPUT = 50_000 // bytes per ms (50 MB/s) until observed
 const MAX_ROUNDS = 3
@@ -85,8 +107,8 @@ export class SwarmChunkSource implements ChunkSource {
   }
 
   private readonly peers = new Map<string, PeerRecord>()
-  private readonly providerCache = new Map<BlobId, Cached<Promise<string[]>>>()
-  private readonly bitmapCache = new Map<string, Cached<Promise<Uint8Array | undefined>>>()
+  private readonly providerCache = new Map<BlobId, CachedProviders>()
+  private readonly bitmapCache = new Map<string, CachedBitmap>()
 
   constructor (
     private readonly network: PeerNetwork,
@@ -117,20 +139,31 @@ export class SwarmChunkSource implements ChunkSource {
   /** Providers of a blob, best first, without blocklisted ones. */
   async providers (blobId: BlobId, options?: AbortOptions): Promise<string[]> {
     const now = Date.now()
-    let cached = this.providerCache.get(blobId)
+    const previous = this.providerCache.get(blobId)
+    let cached = previous
     if (cached == null || cached.until < now) {
       this.stats.providerLookups++
       const lookup = this.network.findProviders(blobId, { ...options, timeout: this.init.providerTimeout })
-      cached = { value: lookup, until: now + this.init.providerCacheTime }
-      this.providerCache.set(blobId, cached)
+      const entry: CachedProviders = { value: lookup, until: now + this.init.providerCacheTime, last: previous?.last, lastAt: previous?.lastAt ?? 0 }
+      this.providerCache.set(blobId, entry)
+      cached = entry
       lookup.then(list => {
+        entry.result = list
         if (list.length === 0) {
           this.stats.providerLookupMisses++
-          cached!.until = Date.now() + this.init.providerCacheTime / 10
+          entry.until = Date.now() + this.init.providerCacheTime / 10
+        } else {
+          entry.last = list
+          entry.lastAt = Date.now()
         }
-      }, () => { this.providerCache.delete(blobId) })
+      }, () => { if (this.providerCache.get(blobId) === entry) entry.until = 0 })
     }
-    const list = await cached.value
+    // While a lookup runs (or after one came back empty, as a slow DHT under load does), the
+    // last non-empty answer stands for up to STALE_PROVIDERS_FACTOR cache times: a holder that
+    // has since evicted the blob costs one empty bitmap, a missed holder the whole request.
+    const stale = cached.last != null && now - cached.lastAt <= STALE_PROVIDERS_FACTOR * this.init.providerCacheTime ? cached.last : undefined
+    const settled = cached.result
+    const list = settled != null && settled.length > 0 ? settled : stale ?? await cached.value
     return list.filter(peer => !this.network.isBlocklisted(peer))
       .sort((a, b) => this.expectedMs(a, 1 << 20) - this.expectedMs(b, 1 << 20))
       .slice(0, this.init.maxPeersPerBlob)
@@ -367,30 +400,49 @@ export class SwarmChunkSource implements ChunkSource {
     record.samples++
   }
 
+  /**
+   * A peer's bitmap of a blob, fetched again past its cache time. Meanwhile, and for up to twice
+   * the cache time after the last good answer, that answer is used: bits only go stale by
+   * eviction, which costs one NO_CHUNK, while waiting on a busy peer's bitmap (or its timeout)
+   * costs the whole request.
+   */
   private async bitmap (peer: string, blobId: BlobId, options?: AbortOptions): Promise<Uint8Array | undefined> {
     const key = `${peer}/${blobId}`
     const now = Date.now()
-    let cached = this.bitmapCache.get(key)
-    if (cached == null || cached.until < now) {
-      const signal = AbortSignal.any([AbortSignal.timeout(this.init.bitmapTimeout), ...(options?.signal != null ? [options.signal] : [])])
-      const fetching = (async () => {
+    let entry = this.bitmapCache.get(key)
+    if (entry == null) {
+      entry = { fresh: Promise.resolve(undefined), until: 0, lastAt: 0, refreshing: false }
+      this.bitmapCache.set(key, entry)
+      if (this.bitmapCache.size > 4096) this.bitmapCache.delete(this.bitmapCache.keys().next().value!)
+    }
+    const usable = (e: CachedBitmap, at: number): boolean => e.last != null && at - e.lastAt <= 2 * this.init.bitmapCacheTime
+    if (entry.until < now && !entry.refreshing) {
+      const e = entry
+      e.refreshing = true
+      e.until = now + this.init.bitmapCacheTime
+      // A caller waits on this fetch only when there is no usable answer: then its signal applies.
+      const signal = AbortSignal.any([AbortSignal.timeout(this.init.bitmapTimeout), ...(!usable(e, now) && options?.signal != null ? [options.signal] : [])])
+      e.fresh = (async () => {
         let stream: Stream | undefined
         try {
           stream = await this.network.openChunkStream(peer, { signal })
-          return await requestBitmap(stream, blobId, peer, { signal })
+          const bits = await requestBitmap(stream, blobId, peer, { signal })
+          e.last = bits
+          e.lastAt = Date.now()
+          return bits
         } catch (err: any) {
           stream?.abort(err instanceof Error ? err : new Error(String(err)))
           if (err instanceof SwarmProtocolError) this.network.blocklist(peer, err.message)
           this.log('bitmap of blob %s from %s failed: %s', blobId, peer, err?.message)
-          this.bitmapCache.delete(key)
-          return undefined
+          e.until = 0
+          return usable(e, Date.now()) ? e.last : undefined
+        } finally {
+          e.refreshing = false
         }
       })()
-      cached = { value: fetching, until: now + this.init.bitmapCacheTime }
-      this.bitmapCache.set(key, cached)
-      if (this.bitmapCache.size > 4096) this.bitmapCache.delete(this.bitmapCache.keys().next().value!)
     }
-    return await cached.value
+    if (usable(entry, now)) return entry.last
+    return await entry.fresh
   }
 
   private peerRecord (peer: string): PeerRecord {

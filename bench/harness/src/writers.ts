@@ -83,8 +83,11 @@ export interface ChartGroup { label: string, bars: ChartBar[] }
 const PALETTE = ['#4c78a8', '#f58518', '#54a24b', '#e45756', '#72b7b2', '#b279a2', '#9d755d']
 const escapeXml = (s: string): string => s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/"/g, '&quot;')
 
-/** Horizontal bars grouped by label, whiskers from low to high, the value printed at each bar's end. */
-export function barChart (init: { title: string, unit: string, groups: ChartGroup[] }): string {
+/**
+ * Horizontal bars grouped by label, whiskers from low to high, the value printed at each bar's end;
+ * with scalePerGroup each group gets its own axis (groups measured in different units).
+ */
+export function barChart (init: { title: string, unit: string, groups: ChartGroup[], scalePerGroup?: boolean }): string {
   const labelWidth = 150
   const plotWidth = 520
   const barHeight = 16
@@ -92,13 +95,15 @@ export function barChart (init: { title: string, unit: string, groups: ChartGrou
   const groupGap = 18
   const top = 40
   const bars = init.groups.flatMap(g => g.bars)
-  const maxValue = Math.max(1e-9, ...bars.map(b => Math.max(b.value, b.high ?? 0)).filter(Number.isFinite))
+  const maxOf = (list: ChartBar[]): number => Math.max(1e-9, ...list.map(b => Math.max(b.value, b.high ?? 0)).filter(Number.isFinite))
+  let maxValue = maxOf(bars)
   const systems = [...new Set(bars.map(b => b.label))]
   const color = (label: string): string => PALETTE[systems.indexOf(label) % PALETTE.length]
   const scale = (v: number): number => Math.max(0, v) / maxValue * plotWidth
   const parts: string[] = []
   let y = top
   for (const group of init.groups) {
+    if (init.scalePerGroup === true) maxValue = maxOf(group.bars)
     parts.push(`<text x="8" y="${y + 12}" font-weight="bold">${escapeXml(group.label)}</text>`)
     y += 18
     for (const bar of group.bars) {
@@ -153,6 +158,7 @@ export function swarmChart (report: SwarmReport): string {
   return barChart({
     title: `${report.hostCount} hosts start ${report.image.name} at once (hosts ${report.rateMbit} Mbit/s, registry ${report.registryRateMbit} Mbit/s)`,
     unit: '',
+    scalePerGroup: true,
     groups: [
       { label: 'time to ready per host, s (p50, whiskers to max)', bars: report.cells.map(c => ({ label: c.system, value: c.status === 'ok' ? c.seconds?.p50 ?? NaN : NaN, ...(c.seconds != null ? { low: c.seconds.p50, high: c.seconds.max } : { note: c.status }) })) },
       { label: 'registry egress, MB', bars: ok.map(c => ({ label: c.system, value: (c.registryEgressBytes ?? 0) / 1e6 })) },

@@ -1,5 +1,5 @@
 import { readFile } from 'node:fs/promises'
-import { run } from './exec.js'
+import { run, stopAllChildren } from './exec.js'
 
 interface Step { what: string, undo: () => Promise<void> }
 
@@ -64,7 +64,8 @@ export function cleanupOnSignals (cleanup: Cleanup, onMessage: (line: string) =>
     handling = true
     controller.abort()
     onMessage(`\n${name}: cleaning up…`)
-    void cleanup.runAll().then(failures => {
+    // Daemons first (they unmount what they mounted on SIGTERM), then namespaces, mounts, dirs.
+    void stopAllChildren().then(async () => await cleanup.runAll()).then(failures => {
       for (const failure of failures) onMessage(`cleanup: ${failure}`)
       process.exit(name === 'SIGINT' ? 130 : 143)
     })

@@ -27,6 +27,31 @@ function quote (command: string, args: string[]): string {
   return line.length > 400 ? `${line.slice(0, 200)}…${line.slice(-150)}` : line
 }
 
+/**
+ * Every child still running, so an interrupted benchmark can stop them all: they run in process
+ * groups of their own (detached), where a terminal's Ctrl-C does not reach them.
+ */
+const liveChildren = new Set<ChildProcess>()
+
+function track (child: ChildProcess): void {
+  if (child.pid == null) return
+  liveChildren.add(child)
+  child.once('close', () => { liveChildren.delete(child) })
+  child.once('error', () => { liveChildren.delete(child) })
+}
+
+/** SIGTERM to every child's process group, then SIGKILL to those still there after graceMs. */
+export async function stopAllChildren (graceMs = 10_000): Promise<number> {
+  const children = [...liveChildren]
+  for (const child of children) killTree(child, 'SIGTERM')
+  const deadline = Date.now() + graceMs
+  for (let i = 0; i < 1000 && [...liveChildren].some(c => children.includes(c)) && Date.now() < deadline; i++) {
+    await new Promise(resolve => setTimeout(resolve, 50))
+  }
+  for (const child of children) if (liveChildren.has(child)) killTree(child, 'SIGKILL')
+  return children.length
+}
+
 /** Kills a child and its process group (it was started detached), first politely. */
 export function killTree (child: ChildProcess, signal: NodeJS.Signals = 'SIGTERM'): void {
   if (child.pid == null || child.exitCode != null || child.signalCode != null) return
@@ -40,6 +65,7 @@ export async function run (command: string, args: string[], options: RunOptions 
   const started = process.hrtime.bigint()
   return await new Promise((resolve, reject) => {
     const child = spawn(file, argv, { stdio: ['ignore', 'pipe', 'pipe'], detached: true, env: options.env ?? process.env, cwd: options.cwd })
+    track(child)
     let stdout = ''
     let stderr = ''
     child.stdout.setEncoding('utf8').on('data', (d: string) => { if (stdout.length < KEEP_STDOUT) stdout += d })
@@ -88,6 +114,7 @@ export async function runUntilReady (command: string, args: string[], options: R
   const started = process.hrtime.bigint()
   return await new Promise((resolve, reject) => {
     const child = spawn(file, argv, { stdio: ['ignore', 'pipe', 'pipe'], detached: true, env: options.env ?? process.env, cwd: options.cwd })
+    track(child)
     let stdout = ''
     let pending = ''
     let stderr = ''
@@ -138,6 +165,7 @@ export interface Background {
 export function startBackground (command: string, args: string[], options: Omit<RunOptions, 'timeoutMs' | 'okStatuses'> = {}): Background {
   const [file, argv] = commandLine(command, args, options.netns)
   const child = spawn(file, argv, { stdio: ['ignore', 'pipe', 'pipe'], detached: true, env: options.env ?? process.env, cwd: options.cwd })
+  track(child)
   let output = ''
   const keep = (d: Buffer): void => { output = (output + d.toString('utf8')).slice(-KEEP_STDERR) }
   child.stdout?.on('data', keep)

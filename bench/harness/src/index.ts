@@ -5,7 +5,7 @@
 export * from './contracts.js'
 export * from './report.js'
 export * from './errors.js'
-export { run, runUntilReady, startBackground, killTree, which, type Ran, type RunOptions, type ReadyResult, type Background } from './exec.js'
+export { run, runUntilReady, startBackground, killTree, stopAllChildren, which, type Ran, type RunOptions, type ReadyResult, type Background } from './exec.js'
 export { Cleanup, cleanupOnSignals, mountsUnder, unmountUnder } from './cleanup.js'
 export { cappedLink, switchedNetwork, removeStaleNetworks, shapeInterface, interfaceCounters, type CappedLink, type SwitchedNetwork, type SwitchedHost, type LinkShape, type InterfaceCounters } from './netns.js'
 export { startBenchRegistry, publishImage, imageBytes, type BenchRegistry, type PublishedImage } from './registry.js'

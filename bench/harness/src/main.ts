@@ -7,6 +7,7 @@ import { dirname, join, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { parseArgs, type ParseArgsConfig } from 'node:util'
 import { Cleanup, cleanupOnSignals } from './cleanup.js'
+import { stopAllChildren } from './exec.js'
 import { Progress } from './progress.js'
 
 export const REPO_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..', '..')
@@ -72,7 +73,11 @@ export async function runBenchmarkMain (name: string, values: Record<string, str
     status = 1
   }
   progress.update('cleaning up')
+  // After a failure, daemons and pulls may still run: stop them before their namespaces go.
+  if (status !== 0) await stopAllChildren()
   const failures = await cleanup.runAll()
+  const stray = await stopAllChildren()
+  if (stray > 0) progress.log(`stopped ${stray} process(es) left running`)
   progress.finish()
   for (const failure of failures) progress.log(`cleanup: ${failure}`)
   signals.dispose()

@@ -124,30 +124,36 @@ describe('shoal bench', { skip, timeout: 15 * 60_000 }, () => {
     })
   })
 
-  it('SIGTERM in the middle removes its namespaces, veths and registry', async () => {
+  it('SIGTERM in the middle stops its processes and removes its namespaces, veths and mounts', async () => {
     await withTempDir(async dir => {
-      const child = spawn(shoalBin, ['bench', 'swarm', '--quick', '--out', join(dir, 'results'), '--work-dir', join(dir, 'work')], { stdio: ['ignore', 'ignore', 'pipe'] })
+      const work = join(dir, 'work')
+      // With Shoal's swarm there, the signal comes while the daemons run; otherwise while publishing.
+      const swarm = cliCommands().has('daemon') && runHasDaemonOption()
+      const cue = swarm ? 'hosts start' : 'publishing'
+      const child = spawn(shoalBin, ['bench', 'swarm', '--quick', '--modes', swarm ? 'shoal-swarm' : 'oci', '--out', join(dir, 'results'), '--work-dir', work], { stdio: ['ignore', 'ignore', 'pipe'] })
       let stderr = ''
       const exited = new Promise<number | null>(resolve => { child.on('close', code => { resolve(code) }) })
-      const sawSetup = new Promise<void>((resolve, reject) => {
-        const timer = setTimeout(() => { reject(new Error(`never reached publishing: ${stderr}`)) }, 120_000)
+      const sawCue = new Promise<void>((resolve, reject) => {
+        const timer = setTimeout(() => { reject(new Error(`never reached '${cue}': ${stderr}`)) }, 180_000)
         child.stderr.setEncoding('utf8').on('data', (d: string) => {
           stderr += d
-          if (stderr.includes('publishing')) { clearTimeout(timer); resolve() }
+          if (stderr.includes(cue)) { clearTimeout(timer); resolve() }
         })
       })
-      await sawSetup
+      await sawCue
       const during = benchNamespaces()
       assert.ok(during.length >= 4, `the switch, the registry and 2 hosts exist: ${during.join(', ')}`)
+      const processesOf = (): string => spawnSync('sh', ['-c', `ps -eo pid,args | grep -F '${work}' | grep -v grep || true`], { encoding: 'utf8' }).stdout.trim()
+      if (swarm) assert.match(processesOf(), /main\.js daemon /, 'the host daemons run')
       child.kill('SIGTERM')
-      const code = await Promise.race([exited, new Promise(resolve => setTimeout(() => { resolve('timeout') }, 60_000))])
+      const code = await Promise.race([exited, new Promise(resolve => setTimeout(() => { resolve('timeout') }, 90_000))])
       assert.notEqual(code, 'timeout', 'the benchmark exited after SIGTERM')
       assert.notEqual(code, 0)
-      const left = benchNamespaces().filter(n => during.includes(n))
-      assert.deepEqual(left, [], 'namespaces of the interrupted run')
+      assert.deepEqual(benchNamespaces().filter(n => during.includes(n)), [], 'namespaces of the interrupted run')
       assert.deepEqual(benchLinks().filter(l => during.some(n => l.startsWith(`sb${/shoalb-(\d+)-/.exec(n)?.[1] ?? 'x'}`))), [], 'veths of the interrupted run')
-      const registries = spawnSync('sh', ['-c', `ps -eo args | grep -F '${join(dir, 'work')}' | grep docker-registry | grep -v grep || true`], { encoding: 'utf8' }).stdout.trim()
-      assert.equal(registries, '', 'the registry it started is stopped')
+      assert.equal(processesOf(), '', 'processes it started (registry, daemons, pulls)')
+      const mounts = (await readFile('/proc/self/mountinfo', 'utf8')).split('\n').filter(l => l.includes(work))
+      assert.deepEqual(mounts, [], 'mounts under its work dir')
     })
   })
 })

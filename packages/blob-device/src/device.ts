@@ -75,6 +75,13 @@ export interface BlobDevice {
   readFile: (node: RafsNode, offset: number, length: number, options?: AbortOptions) => Promise<Uint8Array>
   /** Bytes of a blob's uncompressed address space (an EROFS device file), zeros in gaps, clipped at its end. */
   readBlob: (blobIndex: number, offset: number, length: number, options?: AbortOptions) => Promise<Uint8Array>
+  /**
+   * readFile into `target` (up to its length) without an allocation of its own; resolves to the
+   * byte count (clipped at EOF). What a FUSE read wants: its reply buffer is filled in place.
+   */
+  readFileInto: (node: RafsNode, offset: number, target: Uint8Array, options?: AbortOptions) => Promise<number>
+  /** readBlob into `target` (up to its length); resolves to the byte count (clipped at the blob's end). */
+  readBlobInto: (blobIndex: number, offset: number, target: Uint8Array, options?: AbortOptions) => Promise<number>
   /** Size of a blob's uncompressed address space (the size of its EROFS device file). */
   blobSize: (blobIndex: number) => number
   /** Starts the background prefetch once; resolves when it is over (it never rejects). */
@@ -119,12 +126,27 @@ function firstEndingAfter (chunks: RafsChunk[], startOf: (c: RafsChunk) => numbe
 }
 
 const fileOffsetOf = (c: RafsChunk): number => c.fileOffset
+
+/**
+ * A plain Uint8Array of `size` bytes, not zeroed (every byte is written before it is returned).
+ * A zeroed one of a chunk's size is a fresh mmap whose page faults cost more than filling it.
+ */
+function uninitialized (size: number): Uint8Array {
+  const buffer = Buffer.allocUnsafeSlow(size)
+  return new Uint8Array(buffer.buffer, buffer.byteOffset, buffer.byteLength)
+}
+/** A chunk's key in memory and in flight: blob index and chunk index in one number (indexes are below 2^32). */
+const chunkKey = (c: RafsChunk): number => c.blobIndex * 0x1_0000_0000 + c.index
 const blobOffsetOf = (c: RafsChunk): number => c.uncompressedOffset
 
 class Device implements BlobDevice {
-  private readonly inflight = new Map<string, Promise<Uint8Array>>()
-  /** Recently verified chunks, least recently used first (Map keeps insertion order). */
-  private readonly memory = new Map<string, Uint8Array>()
+  private readonly inflight = new Map<number, Promise<Uint8Array>>()
+  /**
+   * Recently verified chunks, least recently used first (Map keeps insertion order). They were
+   * hashed when they entered (from a source or the cache) and are never handed out for writing,
+   * so a hit here is served without hashing again.
+   */
+  private readonly memory = new Map<number, Uint8Array>()
   private memoryUsed = 0
   private readonly memoryBytes: number
   private readonly readahead: number
@@ -201,7 +223,7 @@ class Device implements BlobDevice {
     }
   }
 
-  private remember (key: string, bytes: Uint8Array): void {
+  private remember (key: number, bytes: Uint8Array): void {
     if (bytes.length > this.memoryBytes || this.memory.has(key)) return
     this.memory.set(key, bytes)
     this.memoryUsed += bytes.length
@@ -219,7 +241,7 @@ class Device implements BlobDevice {
     const fresh: Pending[] = []
     for (const chunk of chunks) {
       const blob = this.blobOf(chunk)
-      const key = `${chunk.blobIndex}:${chunk.index}`
+      const key = chunkKey(chunk)
       const remembered = this.memory.get(key)
       if (remembered !== undefined && remembered.length === chunk.uncompressedSize) {
         // Refresh its place in the LRU order.
@@ -388,24 +410,55 @@ class Device implements BlobDevice {
     return await this.withSignal(this.load([chunk])[0], options)
   }
 
-  /** Reads [offset, end) of a space laid out by `chunks` (sorted by `startOf`), zeros where no chunk is. */
-  private async readSpace (chunks: RafsChunk[], startOf: (c: RafsChunk) => number, size: number, offset: number, length: number, pattern: object, options?: AbortOptions): Promise<Uint8Array> {
-    const end = Math.min(size, offset + length)
-    if (offset >= end) return new Uint8Array(0)
-    const out = new Uint8Array(end - offset)
-    const needed: RafsChunk[] = []
-    let next = firstEndingAfter(chunks, startOf, offset)
-    for (; next < chunks.length && startOf(chunks[next]) < end; next++) needed.push(chunks[next])
-    const promises = this.load(needed)
-    this.readAhead(chunks, startOf, size, offset, end, next, pattern)
-    const datas = await this.withSignal(Promise.all(promises), options)
-    for (const [i, chunk] of needed.entries()) {
-      const start = startOf(chunk)
-      const from = Math.max(offset, start)
-      const to = Math.min(end, start + chunk.uncompressedSize)
-      if (from < to) out.set(datas[i].subarray(from - start, to - start), from - offset)
+  /**
+   * Reads [offset, offset + target.length) of a space laid out by `chunks` (sorted by `startOf`)
+   * into `target`, zeros where no chunk is; clipped at `size`. Chunks already in memory are copied
+   * at once; only a read that needs a chunk from the cache or a source waits.
+   */
+  private async readSpace (chunks: RafsChunk[], startOf: (c: RafsChunk) => number, size: number, offset: number, target: Uint8Array, pattern: object, options?: AbortOptions): Promise<number> {
+    const end = Math.min(size, offset + target.length)
+    if (offset >= end) return 0
+    const first = firstEndingAfter(chunks, startOf, offset)
+    let next = first
+    // The bytes of each chunk in [first, next); held here, since memory may evict while we wait.
+    const datas: Array<Uint8Array | undefined> = []
+    let waiting: RafsChunk[] | undefined
+    for (; next < chunks.length && startOf(chunks[next]) < end; next++) {
+      const chunk = chunks[next]
+      const key = chunkKey(chunk)
+      const remembered = this.memory.get(key)
+      if (remembered === undefined || remembered.length !== chunk.uncompressedSize) {
+        datas.push(undefined)
+        waiting ??= []
+        waiting.push(chunk)
+        continue
+      }
+      datas.push(remembered)
+      this.memory.delete(key)
+      this.memory.set(key, remembered)
+      this.counters.memoryHits++
+      this.count(this.counters.bytesBySource, 'memory', remembered.length)
     }
-    return out
+    const promises = waiting !== undefined ? this.load(waiting) : undefined
+    this.readAhead(chunks, startOf, size, offset, end, next, pattern)
+    const fetched = promises !== undefined ? await this.withSignal(Promise.all(promises), options) : undefined
+    // Copy in order, zero-filling the gaps between chunks (target may hold anything).
+    let at = offset
+    let w = 0
+    for (let i = first; i < next; i++) {
+      const chunk = chunks[i]
+      const start = startOf(chunk)
+      const data = datas[i - first] ?? fetched![w++]
+      const from = Math.max(at, start)
+      const to = Math.min(end, start + chunk.uncompressedSize)
+      if (from > at) target.fill(0, at - offset, from - offset)
+      if (from < to) {
+        target.set(data.subarray(from - start, to - start), from - offset)
+        at = to
+      }
+    }
+    if (at < end) target.fill(0, at - offset, end - offset)
+    return end - offset
   }
 
   /** After a sequential read, starts fetching the chunks of the next `readahead` bytes (once each). */
@@ -423,7 +476,10 @@ class Device implements BlobDevice {
     state.aheadUntil = aheadEnd
     const ahead: RafsChunk[] = []
     let i = Math.max(next, firstEndingAfter(chunks, startOf, from))
-    for (; i < chunks.length && startOf(chunks[i]) < aheadEnd; i++) ahead.push(chunks[i])
+    for (; i < chunks.length && startOf(chunks[i]) < aheadEnd; i++) {
+      // Chunks already in memory need nothing (and are not memory hits: nobody read them yet).
+      if (!this.memory.has(chunkKey(chunks[i]))) ahead.push(chunks[i])
+    }
     if (ahead.length === 0) return
     this.counters.readaheadChunks += ahead.length
     this.load(ahead)
@@ -435,7 +491,17 @@ class Device implements BlobDevice {
     if (node.type !== 'file') throw new InvalidArgumentError(`inode ${node.ino} is a ${node.type}, not a regular file`)
     nonNegativeInteger(offset, 'offset')
     nonNegativeInteger(length, 'length')
-    return await this.readSpace(node.chunks ?? [], fileOffsetOf, node.size, offset, length, node, options)
+    const out = uninitialized(Math.max(0, Math.min(node.size, offset + length) - offset))
+    await this.readSpace(node.chunks ?? [], fileOffsetOf, node.size, offset, out, node, options)
+    return out
+  }
+
+  async readFileInto (node: RafsNode, offset: number, target: Uint8Array, options?: AbortOptions): Promise<number> {
+    throwIfAborted(options)
+    this.checkOpen()
+    if (node.type !== 'file') throw new InvalidArgumentError(`inode ${node.ino} is a ${node.type}, not a regular file`)
+    nonNegativeInteger(offset, 'offset')
+    return await this.readSpace(node.chunks ?? [], fileOffsetOf, node.size, offset, target, node, options)
   }
 
   /** Every chunk of each blob that some file uses, once, sorted by uncompressed offset. */
@@ -463,7 +529,17 @@ class Device implements BlobDevice {
     nonNegativeInteger(offset, 'offset')
     nonNegativeInteger(length, 'length')
     const size = this.blobSize(blobIndex)
-    return await this.readSpace(this.chunksOfBlobs()[blobIndex], blobOffsetOf, size, offset, length, this.image.blobs[blobIndex], options)
+    const out = uninitialized(Math.max(0, Math.min(size, offset + length) - offset))
+    await this.readSpace(this.chunksOfBlobs()[blobIndex], blobOffsetOf, size, offset, out, this.image.blobs[blobIndex], options)
+    return out
+  }
+
+  async readBlobInto (blobIndex: number, offset: number, target: Uint8Array, options?: AbortOptions): Promise<number> {
+    throwIfAborted(options)
+    this.checkOpen()
+    nonNegativeInteger(offset, 'offset')
+    const size = this.blobSize(blobIndex)
+    return await this.readSpace(this.chunksOfBlobs()[blobIndex], blobOffsetOf, size, offset, target, this.image.blobs[blobIndex], options)
   }
 
   startPrefetch (): Promise<PrefetchResult> {
@@ -534,8 +610,7 @@ class Device implements BlobDevice {
       for (const chunk of chunks) {
         if (this.closing.signal.aborted) break
         const blob = this.image.blobs[chunk.blobIndex]
-        const key = `${chunk.blobIndex}:${chunk.index}`
-        if (this.memory.has(key) || this.cache?.has(chunkRefOf(chunk, blob)) === true) {
+        if (this.memory.has(chunkKey(chunk)) || this.cache?.has(chunkRefOf(chunk, blob)) === true) {
           state.fetched++
           continue
         }

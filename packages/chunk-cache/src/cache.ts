@@ -319,7 +319,10 @@ class LevelChunkCache implements ChunkCache {
     }
     state.busy++
     let bytesRead = 0
-    const buffer = new Uint8Array(entry.size)
+    // Not zero-filled: every byte is read over (a short read is dropped below). A zeroed buffer of a
+    // chunk's size is a fresh mmap whose page faults cost more than the read itself.
+    const slow = Buffer.allocUnsafeSlow(entry.size)
+    const buffer = new Uint8Array(slow.buffer, slow.byteOffset, slow.byteLength)
     try {
       const handle = await this.handleOf(state)
       // Bounded: each pass reads at least one byte or stops.

@@ -4,7 +4,7 @@
  */
 import { Errno, type FuseOperations, type FuseStat } from './fuse-native.js'
 import type { MountDevice, MountLogger } from './device.js'
-import { Limiter } from './limiter.js'
+import { Limiter, ReadDeadlines } from './limiter.js'
 
 export interface BlobFilesOptions {
   concurrency?: number
@@ -14,7 +14,8 @@ export interface BlobFilesOptions {
 
 export class BlobFilesFilesystem {
   private readonly limiter: Limiter
-  private readonly closing = new AbortController()
+  private readonly deadlines: ReadDeadlines
+  private closed = false
   private readonly byName = new Map<string, number>()
   private readonly readTimeoutMs: number
   private readonly log: MountLogger
@@ -24,11 +25,15 @@ export class BlobFilesFilesystem {
   constructor (private readonly device: MountDevice, options: BlobFilesOptions = {}) {
     this.limiter = new Limiter(options.concurrency ?? 16)
     this.readTimeoutMs = options.readTimeoutMs ?? 120_000
+    this.deadlines = new ReadDeadlines(this.readTimeoutMs)
     this.log = options.logger ?? (() => {})
     for (const blob of device.image.blobs) this.byName.set(blobFileName(blob.index, blob.blobId), blob.index)
   }
 
-  close (): void { this.closing.abort() }
+  close (): void {
+    this.closed = true
+    this.deadlines.close()
+  }
 
   private blobOf (path: string): number | undefined {
     return path.startsWith('/') ? this.byName.get(path.slice(1)) : undefined
@@ -42,12 +47,18 @@ export class BlobFilesFilesystem {
     const size = this.device.image.blobs[blobIndex].uncompressedSize
     if (position >= size || length <= 0) return 0
     const want = Math.min(length, buffer.length, size - position)
-    if (this.closing.signal.aborted) return Errno.EIO
-    const signal = AbortSignal.any([this.closing.signal, AbortSignal.timeout(this.readTimeoutMs)])
+    if (this.closed) return Errno.EIO
+    const deadline = this.deadlines.start()
+    const options = { signal: deadline.signal }
     try {
-      const bytes = await this.limiter.run(async () => await this.device.readBlob(blobIndex, position, want, { signal }))
-      if (bytes.length !== want) throw new RangeError(`the device returned ${bytes.length} bytes for a read of ${want}`)
-      buffer.set(bytes, 0)
+      const count = await this.limiter.run(async () => {
+        // Straight into the reply buffer when the device can; else a copy of what it returns.
+        if (this.device.readBlobInto !== undefined) return await this.device.readBlobInto(blobIndex, position, buffer.subarray(0, want), options)
+        const bytes = await this.device.readBlob(blobIndex, position, want, options)
+        buffer.set(bytes.subarray(0, want), 0)
+        return bytes.length
+      })
+      if (count !== want) throw new RangeError(`the device returned ${count} bytes for a read of ${want}`)
       this.counters.reads++
       this.counters.bytes += want
       return want
@@ -55,6 +66,8 @@ export class BlobFilesFilesystem {
       this.counters.readErrors++
       this.log(`read of blob ${blobIndex} at ${position} (+${want}) failed, answering EIO: ${err?.name ?? 'Error'}: ${String(err?.message ?? err)}`)
       return Errno.EIO
+    } finally {
+      this.deadlines.finish(deadline)
     }
   }
 

@@ -11,6 +11,10 @@ export interface MountDevice {
   readFile: (node: RafsNode, offset: number, length: number, options?: AbortOptions) => Promise<Uint8Array>
   /** Bytes of a blob's uncompressed address space, zeros in gaps; verified. */
   readBlob: (blobIndex: number, offset: number, length: number, options?: AbortOptions) => Promise<Uint8Array>
+  /** readFile straight into FUSE's reply buffer (resolves to the byte count); used when present. */
+  readFileInto?: (node: RafsNode, offset: number, target: Uint8Array, options?: AbortOptions) => Promise<number>
+  /** readBlob straight into FUSE's reply buffer (resolves to the byte count); used when present. */
+  readBlobInto?: (blobIndex: number, offset: number, target: Uint8Array, options?: AbortOptions) => Promise<number>
   stats?: () => { bytesBySource: Record<string, number>, chunksBySource?: Record<string, number>, cacheHits?: number, cacheMisses?: number, errors?: Record<string, number> }
 }
 

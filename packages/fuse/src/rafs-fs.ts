@@ -5,7 +5,7 @@
 import type { RafsNode } from '@shoal/rafs'
 import { Errno, type FuseOperations, type FuseStat, type FuseStatfs } from './fuse-native.js'
 import type { MountDevice, MountLogger } from './device.js'
-import { Limiter } from './limiter.js'
+import { Limiter, ReadDeadlines } from './limiter.js'
 
 export interface RafsFilesystemOptions {
   /** Device reads in flight at once; more wait. Default 16. */
@@ -34,7 +34,8 @@ export class RafsFilesystem {
   private nextHandle = 1
   private readonly limiter: Limiter
   private readonly readTimeoutMs: number
-  private readonly closing = new AbortController()
+  private readonly deadlines: ReadDeadlines
+  private closed = false
   private readonly owner: { uid: number, gid: number } | undefined
   private readonly log: MountLogger
   /** Reads that failed (EIO) and bytes served, for reports. */
@@ -43,6 +44,7 @@ export class RafsFilesystem {
   constructor (private readonly device: MountDevice, options: RafsFilesystemOptions = {}) {
     this.limiter = new Limiter(options.concurrency ?? 16)
     this.readTimeoutMs = options.readTimeoutMs ?? 120_000
+    this.deadlines = new ReadDeadlines(this.readTimeoutMs)
     this.log = options.logger ?? (() => {})
     this.owner = device.image.explicitUidGid === false
       ? options.defaultOwner ?? { uid: process.getuid?.() ?? 0, gid: process.getgid?.() ?? 0 }
@@ -51,7 +53,8 @@ export class RafsFilesystem {
 
   /** Fails the reads in flight (EIO) and refuses new ones: the mount is going away. */
   close (): void {
-    this.closing.abort()
+    this.closed = true
+    this.deadlines.close()
   }
 
   /** The node at an absolute path, or a negative errno. */
@@ -128,21 +131,27 @@ export class RafsFilesystem {
     if (node.type !== 'file') return Errno.EINVAL
     if (position >= node.size || length <= 0) return 0
     const want = Math.min(length, buffer.length, node.size - position)
-    if (this.closing.signal.aborted) return Errno.EIO
-    const signal = AbortSignal.any([this.closing.signal, AbortSignal.timeout(this.readTimeoutMs)])
+    if (this.closed) return Errno.EIO
+    const deadline = this.deadlines.start()
+    const options = { signal: deadline.signal }
     try {
-      const bytes = await this.limiter.run(async () => await this.device.readFile(node, position, want, { signal }))
-      if (bytes.length > want) {
-        throw new RangeError(`the device returned ${bytes.length} bytes for a read of ${want}`)
-      }
-      buffer.set(bytes, 0)
+      const count = await this.limiter.run(async () => {
+        // Straight into the reply buffer when the device can; else a copy of what it returns.
+        if (this.device.readFileInto !== undefined) return await this.device.readFileInto(node, position, buffer.subarray(0, want), options)
+        const bytes = await this.device.readFile(node, position, want, options)
+        if (bytes.length > want) throw new RangeError(`the device returned ${bytes.length} bytes for a read of ${want}`)
+        buffer.set(bytes, 0)
+        return bytes.length
+      })
       this.counters.reads++
-      this.counters.bytes += bytes.length
-      return bytes.length
+      this.counters.bytes += count
+      return count
     } catch (err: any) {
       this.counters.readErrors++
       this.log(`read of inode ${node.ino} at ${position} (+${want}) failed, answering EIO: ${err?.name ?? 'Error'}: ${String(err?.message ?? err)}`)
       return Errno.EIO
+    } finally {
+      this.deadlines.finish(deadline)
     }
   }
 

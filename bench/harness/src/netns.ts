@@ -86,6 +86,14 @@ async function addNamespace (name: string, cleanup: Cleanup, options: AbortOptio
   await ip(['-n', name, 'link', 'set', 'lo', 'up'], options)
 }
 
+/** The first 10.201.N.0/30 no root-namespace interface has yet, so two benchmarks at once do not collide. */
+async function freeSubnet (options: AbortOptions): Promise<number> {
+  const addresses = JSON.parse(await ip(['-j', 'addr', 'show'], options) || '[]') as Array<{ addr_info?: Array<{ local?: string }> }>
+  const taken = new Set(addresses.flatMap(a => a.addr_info ?? []).map(i => /^10\.201\.(\d+)\./.exec(i.local ?? '')?.[1]).filter(n => n != null).map(Number))
+  for (let n = 0; n < 256; n++) if (!taken.has(n)) return n
+  throw new BenchNetworkError('every 10.201.N.0/30 link is in use by other benchmark runs')
+}
+
 export interface CappedLink {
   /** The namespace on the far side (where the registry listens). */
   namespace: string
@@ -101,10 +109,10 @@ export interface CappedLink {
 
 /**
  * One namespace joined to the root namespace by a veth pair on 10.201.<subnet>.0/30 (near .1, far
- * .2). Unshaped until shape() is called, so images can be pushed at full speed first.
+ * .2; by default the first subnet no other run holds). Unshaped until shape() is called, so images can be pushed at full speed first.
  */
 export async function cappedLink (init: { tag: string, subnet?: number }, cleanup: Cleanup, options: AbortOptions = {}): Promise<CappedLink> {
-  const subnet = init.subnet ?? 0
+  const subnet = init.subnet ?? await freeSubnet(options)
   if (!Number.isInteger(subnet) || subnet < 0 || subnet > 255) throw new BenchNetworkError(`a subnet index from 0 to 255 was expected, got ${subnet}`)
   const namespace = `${NAMESPACE_PREFIX}${process.pid}-${init.tag}`
   const nearDevice = `sb${process.pid}${init.tag.slice(0, 2)}a`

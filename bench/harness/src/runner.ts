@@ -56,7 +56,7 @@ export async function runStartupBench (init: StartupBenchInit): Promise<StartupR
   await removeStaleNetworks({ signal })
   await scratch(init.workDir, cleanup)
   progress.update('setting up the capped link and the registry')
-  const link = await cappedLink({ tag: 'reg', subnet: 0 }, cleanup, { signal })
+  const link = await cappedLink({ tag: 'reg' }, cleanup, { signal })
   const registry = await startBenchRegistry({ namespace: link.namespace, address: link.farAddress, dir: join(init.workDir, 'registry') }, cleanup, { signal })
 
   const targets: StartupTarget[] = []

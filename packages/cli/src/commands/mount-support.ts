@@ -134,6 +134,8 @@ export interface MountState {
   mode: 'fuse' | 'erofs'
   image: string
   fallbackReason?: string
+  /** The serving process's scratch dir (erofs mode's blob-files FUSE mount and loop devices live there). */
+  workDir?: string
   /** ok: serving; error: the mount failed (message says why). */
   status: 'ok' | 'error'
   message?: string

@@ -103,6 +103,7 @@ export const mount: Command = {
           mode: mounted.mode,
           image: reference,
           status: 'ok',
+          workDir,
           ...(mounted.fallbackReason != null ? { fallbackReason: mounted.fallbackReason } : {})
         })
         if (verbose) stderr.write(`shoal mount: serving ${reference} at ${mountpoint} in mode ${mounted.mode}\n`)

@@ -2,6 +2,7 @@
  * What both benchmark entry points share: the common flags, the stage (cleanup on signals and on
  * failure, a scratch dir, the shoal launcher found beside this package) and the exit status.
  */
+import { rmdir } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { dirname, join, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -63,6 +64,8 @@ export async function runBenchmarkMain (name: string, values: Record<string, str
   const workDir = typeof values['work-dir'] === 'string' ? resolve(values['work-dir']) : join(tmpdir(), `shoal-bench-${name}-${process.pid}`)
   const shoalBin = typeof values.shoal === 'string' ? resolve(values.shoal) : DEFAULT_SHOAL_BIN
   let status = 0
+  // The runners empty their own dir under workDir; a workDir made here goes too (when left empty).
+  if (typeof values['work-dir'] !== 'string') cleanup.defer(`remove ${workDir}`, async () => { await rmdir(workDir).catch(() => {}) })
   try {
     await body({ cleanup, progress, signal: signals.signal, workDir, shoalBin })
   } catch (err: any) {

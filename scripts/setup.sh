@@ -6,7 +6,7 @@ cd "$(dirname "$0")/.."
 
 debian_packages=(
   docker-registry umoci skopeo runc erofs-utils libfuse2 fuse busybox-static debootstrap
-  attr iproute2 kmod util-linux
+  attr iproute2 kmod util-linux mount containerd
 )
 missing=()
 for p in "${debian_packages[@]}"; do

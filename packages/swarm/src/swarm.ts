@@ -115,6 +115,8 @@ export interface Swarm {
 }
 
 const MINUTE = 60_000
+/** How long a blob's last non-empty provider list answers a lookup that found none in time. */
+const RECENT_PROVIDERS_TIME = MINUTE
 
 export const SOURCE_DEFAULTS: SwarmSourceInit = {
   providerTimeout: 100,
@@ -144,6 +146,7 @@ class ShoalSwarm implements Swarm {
   private reproviding: Promise<void> | undefined
   private readonly stopController = new AbortController()
   private readonly verifyPool: VerifyPool
+  private readonly recentProviders = new Map<BlobId, { peers: string[], at: number }>()
 
   constructor (private readonly init: SwarmInit, private readonly components: SwarmComponents) {
     this.logger = components.logger ?? defaultLogger()
@@ -297,7 +300,18 @@ class ShoalSwarm implements Swarm {
       options.signal?.removeEventListener('abort', onAbort)
       controller.abort()
     }
-    return [...found]
+    // A DHT walk on a loaded host can miss the first-result window; providers seen in the last
+    // minute are still a better answer than none (their records live provideValidity anyway).
+    const now = Date.now()
+    if (found.size > 0) {
+      this.recentProviders.delete(blobId)
+      this.recentProviders.set(blobId, { peers: [...found], at: now })
+      if (this.recentProviders.size > 4096) this.recentProviders.delete(this.recentProviders.keys().next().value!)
+      return [...found]
+    }
+    const recent = this.recentProviders.get(blobId)
+    if (recent != null && now - recent.at <= RECENT_PROVIDERS_TIME) return recent.peers.slice(0, options.max ?? 20)
+    return []
   }
 
   async dial (address: string, options?: AbortOptions): Promise<void> {

@@ -1,5 +1,6 @@
 /**
  * Spawns test nodes (test-node.js) as separate processes and talks to them over stdio.
+ * A node gets 45 s to start: five of them loading libp2p at once on a busy 2-core host took over 15 s.
  */
 import { spawn, type ChildProcess } from 'node:child_process'
 import { createInterface } from 'node:readline'
@@ -16,7 +17,7 @@ export interface TestNode {
   kill(signal?: NodeJS.Signals): Promise<void>
 }
 
-export async function startNode (config: unknown, readyTimeoutMs = 15_000): Promise<TestNode> {
+export async function startNode (config: unknown, readyTimeoutMs = 45_000): Promise<TestNode> {
   const child = spawn(process.execPath, ['--enable-source-maps', NODE_SCRIPT, JSON.stringify(config)], { stdio: ['pipe', 'pipe', 'pipe'] })
   let stderr = ''
   child.stderr!.on('data', (data: Buffer) => { stderr = (stderr + data.toString()).slice(-4000) })

@@ -17,7 +17,6 @@ import {
 import type {
   AbortOptions, Compressor, Descriptor, Digester, ImageConfig, ImageManifest, ImageStore, Platform, ProgressEvent, ProgressOptions
 } from '@shoal/interface'
-import { buildImage } from '@shoal/builder'
 import type { BlobTarget, BuildProgressEvent, LayerBuildResult } from '@shoal/builder'
 import { makeBootstrapLayer } from './bootstrap-layer.js'
 import { BlobMissingAfterPushError, NotConvertibleError } from './errors.js'
@@ -164,6 +163,8 @@ export async function convertImage (source: ImageLocation, target: ConvertTarget
       layerSummaries.push(summary)
       emit({ type: 'convert:layer-done', detail: summary })
     }
+    // Loaded here, not at import: opening and resolving Nydus images (every `shoal run`) never builds.
+    const { buildImage } = await import('@shoal/builder')
     const built = await buildImage({
       layers: layerStreams(),
       blobSink,

@@ -3,10 +3,23 @@
  * size the caller expects: corrupt or lying input fails with DecompressError and never makes us
  * allocate more than that size.
  */
+import { createRequire } from 'node:module'
 import zlib from 'node:zlib'
-import { compressSync as lz4CompressPrefixed, uncompressSync as lz4UncompressPrefixed } from 'lz4-napi'
 import type { Compressor } from '@shoal/interface'
 import { DecompressError, RafsUnsupportedError } from '../errors.js'
+
+interface Lz4Binding {
+  compressSync: (data: Buffer) => Buffer
+  uncompressSync: (data: Buffer) => Buffer
+}
+
+let lz4: Lz4Binding | undefined
+
+/** lz4-napi, loaded on first use: its native binding is not worth loading for images without lz4. */
+function lz4Binding (): Lz4Binding {
+  lz4 ??= createRequire(import.meta.url)('lz4-napi') as Lz4Binding
+  return lz4
+}
 
 /** Largest buffer we ever decompress into (Node's Buffer limit on 64-bit is far above, this is a sanity cap). */
 export const MAX_DECOMPRESSED_SIZE = 0x7fff_ffff
@@ -30,7 +43,7 @@ export function compress (data: Uint8Array, compressor: Compressor): Uint8Array 
       return data
     case 'lz4_block': {
       // lz4-napi (lz4_flex) prepends the uncompressed size as 4 little-endian bytes; Nydus does not.
-      const prefixed = lz4CompressPrefixed(asBuffer(data))
+      const prefixed = lz4Binding().compressSync(asBuffer(data))
       return prefixed.subarray(4)
     }
     case 'zstd':
@@ -100,8 +113,9 @@ function lz4Decompress (data: Uint8Array, uncompressedSize: number): Uint8Array 
   const prefixed = Buffer.allocUnsafe(4 + data.length)
   prefixed.writeUInt32LE(uncompressedSize, 0)
   prefixed.set(data, 4)
+  const binding = lz4Binding()
   try {
-    return lz4UncompressPrefixed(prefixed)
+    return binding.uncompressSync(prefixed)
   } catch (err) {
     throw new DecompressError(`lz4_block: ${data.length} compressed bytes do not decompress to ${uncompressedSize} bytes: ${(err as Error).message}`)
   }

@@ -2,7 +2,8 @@
  * Chunk digests as Nydus computes them: sha256 or blake3 (32 bytes) of the uncompressed bytes.
  */
 import { hash } from 'node:crypto'
-import { createBLAKE3 } from 'hash-wasm'
+import { createRequire } from 'node:module'
+import type { IHasher } from 'hash-wasm'
 import type { Digester } from '@shoal/interface'
 import { RafsUnsupportedError } from '../errors.js'
 
@@ -10,6 +11,9 @@ export const DIGEST_SIZE = 32
 
 // One wasm hasher, created when the module loads, so that chunkDigest stays synchronous.
 // Safe to share: JavaScript runs one call to completion before the next starts.
+// Only hash-wasm's blake3 build (22 KB) is loaded, not its index of every algorithm (280 KB of
+// base64 wasm that each process start would parse).
+const { createBLAKE3 } = createRequire(import.meta.url)('hash-wasm/dist/blake3.umd.min.js') as { createBLAKE3: (bits: number) => Promise<IHasher> }
 const blake3 = await createBLAKE3(256)
 
 export function chunkDigest (data: Uint8Array, digester: Digester): Uint8Array {

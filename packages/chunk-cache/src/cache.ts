@@ -183,6 +183,8 @@ class LevelChunkCache implements ChunkCache {
   private readonly pins = new Map<BlobId, number>()
   /** Evictions in progress: a new put to the same blob waits until the old file is gone. */
   private readonly evicting = new Map<BlobId, Promise<void>>()
+  /** Bytes of puts between their first write and their commit: counted against the cap early. */
+  private inFlightBytes = 0
   private readonly listeners = new Set<(event: ChunkCacheEvent) => void>()
   private readonly queue: QueuedCommit[] = []
   private flushing?: Promise<void>
@@ -380,8 +382,13 @@ class LevelChunkCache implements ChunkCache {
       throw new ChunkCacheConflictError(`chunk ${key.index} of blob ${key.blobId}: bytes ${start}..${end} overlap chunk ${other}`)
     }
     state.addRange(start, end, key.index)
+    // Room is made before the bytes reach the disk, so the cap holds on disk too, not only once
+    // the write has been committed.
+    this.inFlightBytes += key.uncompressedSize
     const done = this.write(state, key.index, { offset: start, size: key.uncompressedSize }, bytes)
     state.pending.set(key.index, done)
+    // After pending is set, so this blob itself is never the one evicted to make room.
+    this.evictIfNeeded()
     try {
       await done
     } catch (err) {
@@ -397,11 +404,16 @@ class LevelChunkCache implements ChunkCache {
   private async write (state: BlobState, index: number, entry: ChunkEntry, bytes: Uint8Array): Promise<void> {
     state.busy++
     try {
-      const handle = await this.handleOf(state)
-      let written = 0
-      while (written < bytes.length) {
-        const { bytesWritten } = await handle.write(bytes, written, bytes.length - written, entry.offset + written)
-        written += bytesWritten
+      try {
+        const handle = await this.handleOf(state)
+        let written = 0
+        while (written < bytes.length) {
+          const { bytesWritten } = await handle.write(bytes, written, bytes.length - written, entry.offset + written)
+          written += bytesWritten
+        }
+      } catch (err) {
+        this.inFlightBytes -= entry.size
+        throw err
       }
       // The index entry is committed only after the bytes are in the file (and synced, in the batch).
       await new Promise<void>((resolve, reject) => {
@@ -433,6 +445,7 @@ class LevelChunkCache implements ChunkCache {
         }
         await this.db.batch(ops)
         for (const c of batch) {
+          this.inFlightBytes -= c.entry.size
           const first = c.state.entries.size === 0
           c.state.entries.set(c.index, c.entry)
           c.state.bytes += c.entry.size
@@ -443,7 +456,10 @@ class LevelChunkCache implements ChunkCache {
         }
         for (const c of batch) c.resolve()
       } catch (err) {
-        for (const c of batch) c.reject(err)
+        for (const c of batch) {
+          this.inFlightBytes -= c.entry.size
+          c.reject(err)
+        }
       }
       this.evictIfNeeded()
     }
@@ -452,12 +468,12 @@ class LevelChunkCache implements ChunkCache {
 
   /** Evicts least recently used blobs that are unpinned and idle until the cap holds (or none is left). */
   private evictIfNeeded (): void {
-    if (this.totalBytes <= this.maxBytes) return
+    if (this.totalBytes + this.inFlightBytes <= this.maxBytes) return
     const candidates = [...this.blobStates.values()]
       .filter(s => (this.pins.get(s.blobId) ?? 0) === 0 && s.pending.size === 0 && s.entries.size > 0)
       .sort((a, b) => a.lastUsed - b.lastUsed)
     for (const state of candidates) {
-      if (this.totalBytes <= this.maxBytes) break
+      if (this.totalBytes + this.inFlightBytes <= this.maxBytes) break
       this.evict(state)
     }
   }

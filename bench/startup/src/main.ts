@@ -10,7 +10,7 @@ const flags: Record<string, FlagSpec> = {
   ...commonFlags,
   images: { type: 'string', description: 'comma-separated: busybox, minbase, python3, nodejs (default all four; --quick: busybox)' },
   modes: { type: 'string', description: `comma-separated, from ${STARTUP_MODES.join(', ')} (default all)` },
-  runs: { type: 'string', description: 'runs per cell (default 3; --quick: 1)' }
+  runs: { type: 'string', description: 'runs per cell (default 2; --quick: 1)' }
 }
 
 const argv = process.argv.slice(2)
@@ -35,7 +35,7 @@ process.exitCode = await runBenchmarkMain('startup', values, async stage => {
     ...stage,
     images: list(values.images) ?? (quick ? ['busybox'] : ['busybox', 'minbase', 'python3', 'nodejs']),
     ...(modes != null ? { modes } : {}),
-    runs: numberFlag(values.runs, 'runs', quick ? 1 : 3, 1, 50),
+    runs: numberFlag(values.runs, 'runs', quick ? 1 : 2, 1, 50),
     rateMbit: numberFlag(values.rate, 'rate', 100, 1, 100_000),
     out: typeof values.out === 'string' ? values.out : join(DEFAULT_OUT_DIR, 'startup'),
     ...(typeof values.cache === 'string' ? { cacheDir: values.cache } : {}),

@@ -29,7 +29,7 @@ export const bench: Command = {
     quick: { type: 'boolean', description: 'a small image and one run (startup), two hosts (swarm)' },
     rate: { type: 'string', valueName: 'MBIT', description: 'link cap in Mbit/s, each direction (default 100)' },
     out: { type: 'string', valueName: 'DIR', description: 'where results go (default bench/results/startup or bench/results/swarm)' },
-    runs: { type: 'string', valueName: 'N', description: 'startup: runs per cell (default 3)' },
+    runs: { type: 'string', valueName: 'N', description: 'startup: runs per cell (default 2)' },
     images: { type: 'string', valueName: 'LIST', description: 'startup: images, comma-separated (default busybox,minbase,python3,nodejs)' },
     image: { type: 'string', valueName: 'NAME', description: 'swarm: the image (default python3)' },
     modes: { type: 'string', valueName: 'LIST', description: 'modes to measure, comma-separated (default all)' },

@@ -35,7 +35,7 @@ async function providersOf (n: TestNode, blobId: string, want: number, deadlineM
   return peers
 }
 
-describe('swarm among separate processes on loopback', { timeout: 120_000 }, () => {
+describe('swarm among separate processes on loopback', { timeout: 300_000 }, () => {
   it('provides and finds blob providers among five nodes; a fetched chunk verifies; several peers share the work', async () => {
     const seed = await node({ swarm: { ...LOOPBACK, seed: true } })
     const boot = { ...LOOPBACK, bootstrap: [seed.multiaddrs[0]] }
@@ -154,7 +154,7 @@ describe('swarm among separate processes on loopback', { timeout: 120_000 }, () 
   })
 })
 
-describe('hedging', { timeout: 60_000 }, () => {
+describe('hedging', { timeout: 180_000 }, () => {
   it('asks a second peer when the first is slow, and the fast copy wins', async () => {
     const seed = await node({ swarm: { ...LOOPBACK, seed: true } })
     const boot = { ...LOOPBACK, bootstrap: [seed.multiaddrs[0]] }

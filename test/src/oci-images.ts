@@ -179,6 +179,7 @@ export interface TreeEntry {
   xattrs: Record<string, string>
   /** Other paths sharing this inode (hard links), sorted; absent when there are none. */
   links?: string[]
+  nlink: number
 }
 
 /** Every entry under `root` (the root itself as '/'), by path: what `compareTrees` compares. */
@@ -199,7 +200,8 @@ export async function describeTree (root: string): Promise<Map<string, TreeEntry
       uid: Number(info.uid),
       gid: Number(info.gid),
       mtime: `${info.mtimeNs / 1_000_000_000n}.${String(info.mtimeNs % 1_000_000_000n).padStart(9, '0')}`,
-      xattrs: xattrs.get(key) ?? {}
+      xattrs: xattrs.get(key) ?? {},
+      nlink: Number(info.nlink)
     }
     if (type === 'file') {
       entry.size = Number(info.size)
@@ -239,16 +241,26 @@ async function readXattrs (root: string): Promise<Map<string, Record<string, str
   return result
 }
 
+export interface CompareOptions {
+  /** Digits of the mtime's fraction of a second both sides keep (9, ns, by default; 3 for ms, as FUSE mode shows them). */
+  mtimeDigits?: number
+  /** Compare the link count of everything but directories (a mount must show what the tree holds). */
+  nlink?: boolean
+}
+
 /** Differences between two trees, one line each; empty when they are equal. Root times are not compared. */
-export async function compareTrees (expectedRoot: string, actualRoot: string): Promise<string[]> {
+export async function compareTrees (expectedRoot: string, actualRoot: string, options: CompareOptions = {}): Promise<string[]> {
   const expected = await describeTree(expectedRoot)
   const actual = await describeTree(actualRoot)
   const problems: string[] = []
+  const digits = options.mtimeDigits ?? 9
+  const mtimeOf = (entry: TreeEntry): string => entry.mtime.slice(0, entry.mtime.length - 9 + digits)
   for (const [path, want] of expected) {
     const got = actual.get(path)
     if (got == null) { problems.push(`${path}: missing`); continue }
-    const a = path === '/' ? { ...want, mtime: '' } : want
-    const b = path === '/' ? { ...got, mtime: '' } : got
+    const a = { ...want, mtime: path === '/' ? '' : mtimeOf(want) }
+    const b = { ...got, mtime: path === '/' ? '' : mtimeOf(got) }
+    if (options.nlink === true && a.type !== 'dir' && a.nlink !== b.nlink) problems.push(`${path}: nlink ${b.nlink}, expected ${a.nlink}`)
     for (const field of ['type', 'mode', 'uid', 'gid', 'mtime', 'size', 'sha256', 'target', 'rdev'] as const) {
       if (a[field] !== b[field]) problems.push(`${path}: ${field} ${String(b[field])}, expected ${String(a[field])}`)
     }

@@ -11,7 +11,7 @@ import { describe, it } from 'node:test'
 import assert from 'node:assert/strict'
 import { repoRoot, shoal, withTempDir } from './helpers.js'
 
-const STARTUP_MODES = ['oci', 'oci-containerd', 'shoal-registry', 'shoal-swarm', 'shoal-warm']
+const STARTUP_MODES = ['local', 'oci', 'oci-containerd', 'shoal-registry', 'shoal-swarm', 'shoal-warm']
 const shoalBin = join(repoRoot, 'packages', 'cli', 'bin', 'shoal')
 
 function has (program: string): boolean {
@@ -56,7 +56,7 @@ describe('shoal bench', { skip, timeout: 15 * 60_000 }, () => {
       assert.deepEqual(report.cells.map((c: any) => c.system).sort(), [...STARTUP_MODES].sort())
 
       const commands = cliCommands()
-      const expectRan = new Set(['oci'])
+      const expectRan = new Set(['local', 'oci'])
       if (has('containerd') && has('ctr')) expectRan.add('oci-containerd')
       if (commands.has('run')) { expectRan.add('shoal-registry'); expectRan.add('shoal-warm') }
       if (commands.has('run') && commands.has('daemon') && commands.has('preheat') && runHasDaemonOption()) expectRan.add('shoal-swarm')
@@ -76,6 +76,16 @@ describe('shoal bench', { skip, timeout: 15 * 60_000 }, () => {
       // The full pull moves the whole image over the capped link (plus HTTP and TCP overhead).
       const oci = byName.get('oci')
       assert.ok(oci.bytes.registry >= image.ociBytes && oci.bytes.registry < image.ociBytes * 1.2 + 200_000, `oci pulled ${oci.bytes.registry} for an image of ${image.ociBytes}`)
+      // The floor: nothing crosses the link while a rootfs already on disk starts, and it beats the full pull.
+      const local = byName.get('local')
+      assert.ok(local.bytes.registry < 50_000, `local moved ${local.bytes.registry} bytes over the link`)
+      assert.ok(local.seconds.median < oci.seconds.median, `local ${local.seconds.median} s, oci ${oci.seconds.median} s`)
+      for (const baseline of ['oci', 'local']) {
+        const against = report.ratios.filter((r: any) => r.baseline === baseline).map((r: any) => r.system).sort()
+        assert.deepEqual(against, [...expectRan].filter(m => m !== baseline).sort(), `modes with a ratio against ${baseline}`)
+      }
+      const ociOverLocal = report.ratios.find((r: any) => r.baseline === 'local' && r.system === 'oci')
+      assert.ok(Math.abs(ociOverLocal.ratio - oci.seconds.median / local.seconds.median) < 1e-9 && ociOverLocal.ratio > 1)
       if (expectRan.has('shoal-registry')) {
         const cold = byName.get('shoal-registry')
         const warm = byName.get('shoal-warm')
@@ -90,6 +100,7 @@ describe('shoal bench', { skip, timeout: 15 * 60_000 }, () => {
       const md = await readFile(join(out, 'results.md'), 'utf8')
       assert.match(md, /\| mode \| median s \| min s \| max s \| registry MB/)
       for (const mode of STARTUP_MODES) assert.match(md, new RegExp(`^\\| ${mode} \\|`, 'm'))
+      assert.match(md, /^\| busybox \| oci \| local \| \d+\.\d{3} \|/m, 'the ratios table puts oci against local')
       const svg = await readFile(join(out, 'chart.svg'), 'utf8')
       assert.match(svg, /^<svg [^>]*xmlns="http:\/\/www.w3.org\/2000\/svg"/)
       assert.ok((svg.match(/<rect /g) ?? []).length >= 1 + expectRan.size, 'a bar per mode that ran')

@@ -51,7 +51,7 @@ export interface StartupRun {
 }
 
 export interface StartupSystem {
-  /** Its mode name in tables: oci, oci-containerd, shoal-registry, shoal-swarm, shoal-warm. */
+  /** Its mode name in tables: local, oci, oci-containerd, shoal-registry, shoal-swarm, shoal-warm. */
   readonly name: string
   readonly description: string
   /** Why it cannot run here (a missing program, a part of Shoal not built yet), or undefined. */

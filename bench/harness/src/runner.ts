@@ -113,12 +113,15 @@ export async function runStartupBench (init: StartupBenchInit): Promise<StartupR
   }
   for (const system of init.systems) await system.close({ signal }).catch(() => {})
 
+  // Every mode against the full pull (`oci`) and against the floor, a rootfs already on local disk (`local`).
   const ratios: StartupReport['ratios'] = []
-  for (const target of targets) {
-    const baseline = cells.find(c => c.image === target.image.name && c.system === 'oci' && c.status === 'ok')
-    if (baseline?.seconds == null) continue
-    for (const cell of cells.filter(c => c.image === target.image.name && c.status === 'ok' && c !== baseline)) {
-      ratios.push({ image: cell.image, system: cell.system, baseline: 'oci', ratio: (cell.seconds?.median ?? NaN) / baseline.seconds.median })
+  for (const baselineName of ['oci', 'local']) {
+    for (const target of targets) {
+      const baseline = cells.find(c => c.image === target.image.name && c.system === baselineName && c.status === 'ok')
+      if (baseline?.seconds == null) continue
+      for (const cell of cells.filter(c => c.image === target.image.name && c.status === 'ok' && c !== baseline)) {
+        ratios.push({ image: cell.image, system: cell.system, baseline: baselineName, ratio: (cell.seconds?.median ?? NaN) / baseline.seconds.median })
+      }
     }
   }
   progress.finish()

@@ -6,16 +6,17 @@ import { join } from 'node:path'
 import { buildImage, recipes, DEFAULT_CACHE_DIR } from '@shoal/bench-images'
 import { Cleanup, Progress, runStartupBench, writeResults, type StartupReport, type StartupSystem } from '@shoal/bench-harness'
 import type { AbortOptions } from '@shoal/interface'
+import { localSystem } from './systems/local.js'
 import { ociSystem } from './systems/oci.js'
 import { containerdSystem } from './systems/containerd.js'
 import { shoalRegistrySystem, shoalSwarmSystem, shoalWarmSystem } from './systems/shoal.js'
 
-export { ociSystem, containerdSystem, shoalRegistrySystem, shoalSwarmSystem, shoalWarmSystem }
+export { localSystem, ociSystem, containerdSystem, shoalRegistrySystem, shoalSwarmSystem, shoalWarmSystem }
 
-export const STARTUP_MODES = ['oci', 'oci-containerd', 'shoal-registry', 'shoal-swarm', 'shoal-warm'] as const
+export const STARTUP_MODES = ['local', 'oci', 'oci-containerd', 'shoal-registry', 'shoal-swarm', 'shoal-warm'] as const
 
 export function startupSystems (shoalBin: string): StartupSystem[] {
-  return [ociSystem(), containerdSystem(), shoalRegistrySystem(shoalBin), shoalSwarmSystem(shoalBin), shoalWarmSystem(shoalBin)]
+  return [localSystem(), ociSystem(), containerdSystem(), shoalRegistrySystem(shoalBin), shoalSwarmSystem(shoalBin), shoalWarmSystem(shoalBin)]
 }
 
 export interface StartupOptions extends AbortOptions {

@@ -22,7 +22,7 @@ try {
   process.exit(2)
 }
 if (values.help === true) {
-  process.stdout.write(usage('startup', 'Time to ready of containers started from a registry behind a bandwidth-capped link, in every mode: the full OCI pull (skopeo + umoci + runc; containerd), Shoal cold from the registry, Shoal with a warm seed, Shoal warm.', flags))
+  process.stdout.write(usage('startup', 'Time to ready of containers started from a registry behind a bandwidth-capped link, in every mode: a rootfs already on local disk (the floor), the full OCI pull (skopeo + umoci + runc; containerd), Shoal cold from the registry, Shoal with a warm seed, Shoal warm.', flags))
   process.exit(0)
 }
 const quick = values.quick === true

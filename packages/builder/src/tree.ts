@@ -4,7 +4,7 @@
  * directory, an entry replaces a lower one of another type, a directory over a directory merges.
  * Nothing here follows a symlink: a path through a symlink makes a directory in its place.
  */
-import type { RafsChunk, RafsNode, RafsNodeType } from '@shoal/rafs'
+import { makeDevice, S_IFBLK, S_IFCHR, S_IFDIR, S_IFIFO, S_IFLNK, S_IFREG, S_IFSOCK, type RafsChunk, type RafsNode, type RafsNodeType } from '@shoal/rafs'
 import { HardLinkTargetError, UnsafeLayerPathError } from './errors.js'
 import { joinLayerPath, normalizeLayerPath } from './path.js'
 
@@ -39,22 +39,27 @@ export interface NodeSpec {
   chunks?: RafsChunk[]
 }
 
-/** st_mode file-type bits (POSIX values, as S_IF* in @shoal/rafs's model; kept here so merging needs only types). */
+/** st_mode file-type bits of each node type. */
 const TYPE_BITS: Record<RafsNodeType, number> = {
-  file: 0o100000, directory: 0o040000, symlink: 0o120000, char: 0o020000, block: 0o060000, fifo: 0o010000, socket: 0o140000
+  file: S_IFREG, directory: S_IFDIR, symlink: S_IFLNK, char: S_IFCHR, block: S_IFBLK, fifo: S_IFIFO, socket: S_IFSOCK
 }
-const S_IFDIR = TYPE_BITS.directory
 
 /** Linux new_encode_dev: how EROFS and RAFS store a device number. */
-export function encodeDevice (major: number, minor: number): number {
-  return ((minor & 0xff) | ((major & 0xfff) << 8) | ((minor & ~0xff) << 12)) >>> 0
+export const encodeDevice = makeDevice
+
+/**
+ * Permission bits as Linux shows them: a symlink is always 0777 (lstat and every filesystem say
+ * so, whatever a tar header claims), so an image mounted by the kernel shows what `tar -x` makes.
+ */
+function permissionBits (spec: NodeSpec): number {
+  return spec.type === 'symlink' ? 0o777 : spec.mode & 0o7777
 }
 
 function makeNode (spec: NodeSpec): RafsNode {
   const node: RafsNode = {
     ino: 0,
     type: spec.type,
-    mode: TYPE_BITS[spec.type] | (spec.mode & 0o7777),
+    mode: TYPE_BITS[spec.type] | permissionBits(spec),
     uid: spec.uid,
     gid: spec.gid,
     size: 0,

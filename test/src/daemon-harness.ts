@@ -280,3 +280,27 @@ export async function writeTestSwarmKey (path: string, seed: string): Promise<vo
   const key = createHash('sha256').update(seed).digest('hex')
   await writeFile(path, `/key/swarm/psk/1.0.0/\n/base16/\n${key}\n`, { mode: 0o600 })
 }
+
+/** What the daemon e2e files share: a registry behind a counting proxy, a converted test image. */
+export interface SwarmTestWorld {
+  work: string
+  registry: RunningRegistry
+  proxy: CountingProxy
+  image: TestImage
+  /**
+   * A host config for loaded machines: six node processes share two cores here (and other work),
+   * so a DHT lookup gets a second, and a peer three to say which chunks it holds, before the
+   * registry is asked.
+   */
+  hostConfig: string
+}
+
+export async function setUpSwarmTestWorld (cleanup: Cleanup, prefix: string): Promise<SwarmTestWorld> {
+  const work = await tempDir(cleanup, prefix)
+  const registry = await startRegistryWithCleanup(cleanup)
+  const proxy = await startCountingProxy(registry.registry, cleanup)
+  const image = await buildTestImage(registry, proxy, work)
+  const hostConfig = join(work, 'host.json')
+  await writeFile(hostConfig, JSON.stringify({ providerTimeout: 1000, bitmapTimeout: 3000 }))
+  return { work, registry, proxy, image, hostConfig }
+}

@@ -11,25 +11,18 @@ import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import type { RunningRegistry } from '@shoal/registry/test/registry-server'
 import {
-  buildTestImage, Cleanup, metricValue, readAllFiles, startCountingProxy, startDaemon, startRegistryWithCleanup, tempDir,
-  writeTestSwarmKey, type CountingProxy, type TestImage
+  Cleanup, metricValue, readAllFiles, startDaemon, writeTestSwarmKey, type TestImage, setUpSwarmTestWorld
 } from './daemon-harness.js'
 import { shoal } from './helpers.js'
 
 const shared = new Cleanup()
 let work: string
 let registry: RunningRegistry
-let proxy: CountingProxy
 let image: TestImage
 let hostConfig: string
 
 before(async () => {
-  work = await tempDir(shared, 'shoal-daemon-e2e-')
-  registry = await startRegistryWithCleanup(shared)
-  proxy = await startCountingProxy(registry.registry, shared)
-  image = await buildTestImage(registry, proxy, work)
-  hostConfig = join(work, 'host.json')
-  await writeFile(hostConfig, JSON.stringify({ providerTimeout: 1000, bitmapTimeout: 3000 }))
+  ;({ work, registry, image, hostConfig } = await setUpSwarmTestWorld(shared, 'shoal-daemon-e2e-'))
 })
 
 after(async () => { await shared.run() })

@@ -7,12 +7,10 @@
 import { after, before, test } from 'node:test'
 import assert from 'node:assert/strict'
 import { join } from 'node:path'
-import { writeFile } from 'node:fs/promises'
 import { setTimeout as sleep } from 'node:timers/promises'
 import type { RunningRegistry } from '@shoal/registry/test/registry-server'
 import {
-  buildTestImage, Cleanup, readAllFiles, startCountingProxy, startDaemon, startRegistryWithCleanup, tempDir,
-  type CountingProxy, type RunningDaemon, type TestImage
+  Cleanup, readAllFiles, startDaemon, type CountingProxy, type RunningDaemon, type TestImage, setUpSwarmTestWorld
 } from './daemon-harness.js'
 import { shoal } from './helpers.js'
 
@@ -24,14 +22,7 @@ let image: TestImage
 let hostConfig: string
 
 before(async () => {
-  work = await tempDir(shared, 'shoal-swarm-e2e-')
-  registry = await startRegistryWithCleanup(shared)
-  proxy = await startCountingProxy(registry.registry, shared)
-  image = await buildTestImage(registry, proxy, work)
-  // Six node processes share two cores here (and other work): give a DHT lookup a second, and a
-  // peer three to say which chunks it holds, before the registry is asked.
-  hostConfig = join(work, 'host.json')
-  await writeFile(hostConfig, JSON.stringify({ providerTimeout: 1000, bitmapTimeout: 3000 }))
+  ;({ work, registry, proxy, image, hostConfig } = await setUpSwarmTestWorld(shared, 'shoal-swarm-e2e-'))
 })
 
 after(async () => { await shared.run() })

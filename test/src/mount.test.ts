@@ -199,7 +199,10 @@ describe('shoal mount, umount and run', { skip }, () => {
         'sh', '-c', 'for f in /data/multi-chunk /data/sparse; do cat $f > /dev/null || echo "failed $f"; done; cat /data/hello.txt'])
       assert.match(whole.stdout + whole.stderr, /I\/O error|Input\/output error/, `${mode}: ${whole.stdout}${whole.stderr}`)
       assert.match(whole.stdout, /^failed \/data\/multi-chunk\nhello from shoal\n$/, `${mode}: only the corrupt file fails`)
-      assert.match(whole.stderr, /digest/, `${mode}: the device names the digests`)
+      // The log line names the blob, the chunk and both digests.
+      const blobId = image.blobs[victim.blobIndex].blobId
+      const expected = Buffer.from(victim.digest).toString('hex')
+      assert.match(whole.stderr, new RegExp(`chunk ${victim.index} of blob ${blobId}: digest [0-9a-f]{64}, expected ${expected}`), `${mode}: ${whole.stderr}`)
     }
     assert.deepEqual(leftovers(), [])
   })

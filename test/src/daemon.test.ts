@@ -210,7 +210,9 @@ async function loopsUnder (dir: string): Promise<string[]> {
   const found: string[] = []
   for (const device of (await readdir('/sys/block')).filter(name => name.startsWith('loop'))) {
     const backing = await readFile(`/sys/block/${device}/loop/backing_file`, 'utf8').catch(() => '')
-    if (backing.startsWith(`${dir}/`)) found.push(`${device}: ${backing.trim()}`)
+    // A loop over a blob file whose FUSE mount is already gone shows "/N-<blob id>": orphaned,
+    // and nothing could find it by its work dir any more.
+    if (backing.startsWith(`${dir}/`) || /^\/\d+-[0-9a-f]{64}$/.test(backing.trim())) found.push(`${device}: ${backing.trim()}`)
   }
   return found
 }

@@ -588,11 +588,13 @@ class ShoalDaemon implements Daemon {
         await this.components.mounter?.forceUnmount?.(record.mountpoint)
         this.log(`cleared a mount left by an earlier run at ${record.mountpoint}`)
       }
+      // Loops first: once the blob-files FUSE mount under them is gone, their backing paths no
+      // longer name the work dir and nothing could find them again.
+      await this.detachLoopDevices(workDir)
       // The mount's own helpers (erofs mode's blob-files FUSE mount) live under its work dir.
       const mounts = await readFile('/proc/mounts', 'utf8').catch(() => '')
       const inside = mounts.split('\n').map(line => line.split(' ')[1] ?? '').filter(target => target.startsWith(`${workDir}/`)).sort().reverse()
       for (const target of inside) await this.components.mounter?.forceUnmount?.(target)
-      await this.detachLoopDevices(workDir)
       await rm(workDir, { recursive: true, force: true }).catch((err: any) => { this.log(`could not remove ${workDir}: ${err?.message}`) })
     }
   }

@@ -211,22 +211,32 @@ export class SwarmChunkSource implements ChunkSource {
     }
   }
 
-  /** Assigns each pending chunk to the holder with the earliest expected finish, so load spreads. */
+  /**
+   * Assigns each pending chunk to the holder with the earliest expected finish, so load spreads.
+   * Estimates from a few samples can be far off (one quick bitmap answer under load), so no peer
+   * takes more than twice its fair share of a round while another holder could take the chunk.
+   */
   private plan (pending: number[], refs: ChunkRef[], bitmaps: Map<string, Uint8Array>, triedFor: Map<number, Set<string>>): Map<string, number[]> {
     const load = new Map<string, number>()
     const plan = new Map<string, number[]>()
+    const holders = [...bitmaps.keys()].filter(peer => !this.network.isBlocklisted(peer)).length
+    const fairShare = Math.ceil(2 * pending.length / Math.max(1, holders))
     for (const position of pending) {
       const ref = refs[position]!
       let best: string | undefined
       let bestFinish = Infinity
-      for (const [peer, bits] of bitmaps) {
-        if (this.network.isBlocklisted(peer) || triedFor.get(position)?.has(peer) === true || !bitmapHas(bits, ref.index)) continue
-        const finish = (load.get(peer) ?? this.peerRecord(peer).inflight * this.expectedMs(peer, ref.uncompressedSize)) +
-          this.expectedMs(peer, ref.uncompressedSize)
-        if (finish < bestFinish) {
-          bestFinish = finish
-          best = peer
+      for (const capped of [true, false]) {
+        for (const [peer, bits] of bitmaps) {
+          if (this.network.isBlocklisted(peer) || triedFor.get(position)?.has(peer) === true || !bitmapHas(bits, ref.index)) continue
+          if (capped && (plan.get(peer)?.length ?? 0) >= fairShare) continue
+          const finish = (load.get(peer) ?? this.peerRecord(peer).inflight * this.expectedMs(peer, ref.uncompressedSize)) +
+            this.expectedMs(peer, ref.uncompressedSize)
+          if (finish < bestFinish) {
+            bestFinish = finish
+            best = peer
+          }
         }
+        if (best != null) break
       }
       if (best == null) continue
       load.set(best, bestFinish)

@@ -13,6 +13,7 @@ import * as os from 'node:os'
 import { join } from 'node:path'
 import { fixtures, shoal } from './helpers.js'
 import { buildBusyboxImage, buildMultiLayerImage, buildTarLayerImage, compareTrees, umociUnpack } from './oci-images.js'
+import { clearMountLeftovers, mountLeftovers } from './mount-leftovers.js'
 
 function have (command: string): boolean {
   return spawnSync('sh', ['-c', `command -v ${command}`]).status === 0
@@ -38,25 +39,13 @@ const images: Array<{ name: string, build: Builder }> = [
   { name: 'all-entry-type', build: async (layout, tag, dir) => { await buildTarLayerImage(layout, tag, join(fixtures, 'tar', 'all-entry-type.tar'), dir) } }
 ]
 
-/** Mount points under the work directory, and loop devices backed by files under it. */
+/** Mounts and loop devices under the work directory. */
 function leftovers (): string[] {
-  const mounts = fs.readFileSync('/proc/mounts', 'utf8').split('\n').map(l => l.split(' ')[1]).filter(t => t?.startsWith(work))
-  const loops = spawnSync('losetup', ['-J', '-l']).stdout.toString()
-  const devices: string[] = loops.trim() === '' ? [] : (JSON.parse(loops).loopdevices ?? []).filter((d: any) => String(d['back-file'] ?? '').startsWith(work)).map((d: any) => String(d.name))
-  return [...mounts, ...devices]
+  return mountLeftovers(work)
 }
 
 function cleanup (): void {
-  const runDir = process.env.SHOAL_RUN_DIR as string
-  for (const file of fs.existsSync(runDir) ? fs.readdirSync(runDir).filter(f => f.endsWith('.json')) : []) {
-    try { process.kill(JSON.parse(fs.readFileSync(join(runDir, file), 'utf8')).pid, 'SIGTERM') } catch {}
-  }
-  const mounts = fs.readFileSync('/proc/mounts', 'utf8').split('\n').map(l => l.split(' ')[1]).filter(t => t?.startsWith(work))
-  for (const target of mounts.reverse()) {
-    spawnSync('umount', ['-l', target])
-    spawnSync('fusermount', ['-uz', target])
-  }
-  for (const device of leftovers()) spawnSync('losetup', ['-d', device])
+  clearMountLeftovers(work, process.env.SHOAL_RUN_DIR)
 }
 
 describe('converted images, mounted in both modes, equal umoci unpack of their source', { skip }, () => {

@@ -13,6 +13,7 @@ import * as os from 'node:os'
 import * as path from 'node:path'
 import { readBootstrap } from '@shoal/rafs'
 import { shoal } from './helpers.js'
+import { clearMountLeftovers, mountLeftovers } from './mount-leftovers.js'
 
 const CHUNK_SIZE = 65536
 
@@ -99,26 +100,13 @@ function sameInode (tree: Map<string, Entry>, a: string, b: string): boolean {
   return tree.get(a)?.ino === tree.get(b)?.ino
 }
 
-/** Mounts and loop devices under the work directory: lazily detached, so a failed test leaves nothing. */
+/** Mounts and loop devices under the work directory. */
 function leftovers (): string[] {
-  const mounts = fs.readFileSync('/proc/self/mounts', 'utf8').split('\n').map(l => l.split(' ')[1]).filter(t => t?.startsWith(work))
-  const loops = spawnSync('losetup', ['-J', '-l']).stdout.toString()
-  const devices: string[] = loops.trim() === '' ? [] : (JSON.parse(loops).loopdevices ?? []).filter((d: any) => String(d['back-file'] ?? '').startsWith(work)).map((d: any) => String(d.name))
-  return [...mounts, ...devices]
+  return mountLeftovers(work)
 }
 
 function cleanup (): void {
-  // Stop servers first (their state files hold the pids), then detach whatever is left.
-  const runDir = process.env.SHOAL_RUN_DIR as string
-  for (const file of fs.existsSync(runDir) ? fs.readdirSync(runDir).filter(f => f.endsWith('.json')) : []) {
-    try { process.kill(JSON.parse(fs.readFileSync(path.join(runDir, file), 'utf8')).pid, 'SIGTERM') } catch {}
-  }
-  const mounts = fs.readFileSync('/proc/self/mounts', 'utf8').split('\n').map(l => l.split(' ')[1]).filter(t => t?.startsWith(work))
-  for (const target of mounts.reverse()) {
-    spawnSync('umount', ['-l', target])
-    spawnSync('fusermount', ['-uz', target])
-  }
-  for (const device of leftovers()) spawnSync('losetup', ['-d', device])
+  clearMountLeftovers(work, process.env.SHOAL_RUN_DIR)
 }
 
 describe('shoal mount, umount and run', { skip }, () => {

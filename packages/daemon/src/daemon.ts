@@ -3,7 +3,6 @@
  * and the metrics, and starts and stops them in order. It holds no protocol or format logic: the
  * swarm speaks the chunk protocol, blob-device verifies every chunk, the cache keeps them.
  */
-import { execFile } from 'node:child_process'
 import { mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises'
 import type { Server } from 'node:http'
 import { join, resolve as resolvePath } from 'node:path'
@@ -30,6 +29,8 @@ export interface Mounter {
   mount: (init: { device: BlobDevice, mountpoint: string, workDir: string, mode?: 'fuse' | 'erofs', bootstrapPath?: string }, options?: AbortOptions) => Promise<MountHandle>
   /** Clears a mount left behind by a killed daemon (a dead FUSE mount); never throws. */
   forceUnmount?: (mountpoint: string) => Promise<void>
+  /** Clears what a killed mount left in its work dir (loop devices, helper mounts) and removes it; never throws. */
+  clearWorkDir?: (workDir: string) => Promise<void>
 }
 
 export interface MountHandle {
@@ -588,32 +589,8 @@ class ShoalDaemon implements Daemon {
         await this.components.mounter?.forceUnmount?.(record.mountpoint)
         this.log(`cleared a mount left by an earlier run at ${record.mountpoint}`)
       }
-      // Loops first: once the blob-files FUSE mount under them is gone, their backing paths no
-      // longer name the work dir and nothing could find them again.
-      await this.detachLoopDevices(workDir)
-      // The mount's own helpers (erofs mode's blob-files FUSE mount) live under its work dir.
-      const mounts = await readFile('/proc/mounts', 'utf8').catch(() => '')
-      const inside = mounts.split('\n').map(line => line.split(' ')[1] ?? '').filter(target => target.startsWith(`${workDir}/`)).sort().reverse()
-      for (const target of inside) await this.components.mounter?.forceUnmount?.(target)
+      await this.components.mounter?.clearWorkDir?.(workDir)
       await rm(workDir, { recursive: true, force: true }).catch((err: any) => { this.log(`could not remove ${workDir}: ${err?.message}`) })
-    }
-  }
-
-  /**
-   * Loop devices over files in a dead mount's work dir (erofs mode: the bootstrap, the blob files)
-   * stay attached after its kernel mount is gone; detach them so they do not pile up.
-   */
-  private async detachLoopDevices (workDir: string): Promise<void> {
-    const devices = await readdir('/sys/block').catch(() => [] as string[])
-    for (const device of devices.filter(name => /^loop\d+$/.test(name))) {
-      const backing = await readFile(`/sys/block/${device}/loop/backing_file`, 'utf8').catch(() => '')
-      if (!backing.startsWith(`${workDir}/`)) continue
-      await new Promise<void>(resolve => {
-        execFile('losetup', ['-d', `/dev/${device}`], { timeout: 10_000 }, (err) => {
-          if (err != null) this.log(`could not detach /dev/${device} (${backing.trim()}): ${err.message}`)
-          resolve()
-        })
-      })
     }
   }
 

@@ -12,3 +12,4 @@ export { BlobFilesFilesystem, blobFileName, type BlobFilesOptions } from './blob
 export { mountImage, mountFuseTree, mountErofs, mountFuse, kernelHasErofs, type ImageMount, type MountImageInit, type MountMode, type FuseMount } from './mount.js'
 export { mountOverlay, writeBundle, resolveUser, containerArgs, runContainer, type ImageRunConfig, type ContainerInit, type ContainerResult } from './container.js'
 export { mountPoints, isMountPoint, unmountPath } from './exec.js'
+export { clearMountWorkDir } from './leftovers.js'

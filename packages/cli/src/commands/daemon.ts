@@ -1,5 +1,5 @@
 import { daemon as shoalDaemon, loadDaemonConfig, SERVE_FAULTS, type DaemonConfig, type Mounter, type ServeFault } from '@shoal/daemon'
-import { forceUnmountFuse, isMountPoint, mountImage, unmountPath } from '@shoal/fuse'
+import { clearMountWorkDir, forceUnmountFuse, isMountPoint, mountImage, unmountPath } from '@shoal/fuse'
 import { stringOption, UsageError, type Command } from '../command.js'
 import { DEFAULT_API_SOCKET } from '../daemon-socket.js'
 
@@ -73,7 +73,8 @@ export const daemon: Command = {
       forceUnmount: async (mountpoint) => {
         if (!await isMountPoint(mountpoint).catch(() => false)) return
         await unmountPath(mountpoint).catch(async () => { await forceUnmountFuse(mountpoint) }).catch((err: any) => { log(`could not clear ${mountpoint}: ${err?.message}`) })
-      }
+      },
+      clearWorkDir: async (workDir) => { await clearMountWorkDir(workDir, log) }
     }
     const running = shoalDaemon(config)({ log, mounter })
     await running.start({ signal })

@@ -1,8 +1,6 @@
-import { execFile } from 'node:child_process'
-import { readdir, readFile, rm } from 'node:fs/promises'
 import { resolve } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
-import { forceUnmountFuse, isMountPoint, mountPoints, unmountPath } from '@shoal/fuse'
+import { clearMountWorkDir, forceUnmountFuse, isMountPoint, unmountPath } from '@shoal/fuse'
 import type { Command } from '../command.js'
 import { processAlive, readMountState, removeMountState } from './mount-support.js'
 import { daemonOption } from '../daemon-socket.js'
@@ -40,34 +38,9 @@ export const umount: Command = {
     if (await isMountPoint(mountpoint)) {
       await unmountPath(mountpoint).catch(async () => { await forceUnmountFuse(mountpoint) })
     }
-    if (state?.workDir != null) await clearWorkDir(state.workDir, (m) => { stderr.write(`shoal umount: ${m}\n`) })
+    if (state?.workDir != null) await clearMountWorkDir(state.workDir, (m) => { stderr.write(`shoal umount: ${m}\n`) })
     await removeMountState(mountpoint)
     stdout.write(`unmounted ${mountpoint}\n`)
     return 0
   }
-}
-
-/**
- * A serving process killed with SIGKILL leaves its helpers in its work dir: erofs mode's blob-files
- * FUSE mount, and loop devices over that mount's files and the bootstrap (not autocleared). Loops go
- * first: once the FUSE mount under them is detached, their backing paths no longer name the work
- * dir. Then the mounts, then the dir; each step bounded, each failure only reported.
- */
-async function clearWorkDir (workDir: string, warn: (m: string) => void): Promise<void> {
-  const devices = (await readdir('/sys/block').catch(() => [] as string[])).filter(name => /^loop\d+$/.test(name))
-  for (const device of devices) {
-    const backing = (await readFile(`/sys/block/${device}/loop/backing_file`, 'utf8').catch(() => '')).trim()
-    if (!backing.startsWith(`${workDir}/`)) continue
-    await new Promise<void>(resolve => {
-      execFile('losetup', ['-d', `/dev/${device}`], { timeout: 10_000 }, (err) => {
-        if (err != null) warn(`could not detach /dev/${device} (${backing}): ${err.message}`)
-        resolve()
-      })
-    })
-  }
-  const inside = (await mountPoints()).map(m => m.target).filter(target => target.startsWith(`${workDir}/`)).reverse()
-  for (const target of inside) {
-    await unmountPath(target).catch(async () => { await forceUnmountFuse(target) }).catch((err: any) => { warn(`could not unmount ${target}: ${err?.message}`) })
-  }
-  await rm(workDir, { recursive: true, force: true }).catch((err: any) => { warn(`could not remove ${workDir}: ${err?.message}`) })
 }

@@ -1,7 +1,8 @@
 /**
  * The registry the benchmarks pull from: Debian's docker-registry, listening inside a namespace of
- * the benchmark's own, so every byte a client pulls crosses a capped link; and publishing an image
- * into it as OCI (skopeo copy) and as Nydus (shoal convert).
+ * the benchmark's own, so every byte a client pulls crosses a capped link (or, with no namespace, in
+ * the root one, e.g. on loopback); and publishing an image into it as OCI (skopeo copy) and as Nydus
+ * (shoal convert).
  */
 import { mkdir, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
@@ -19,7 +20,7 @@ export interface BenchRegistry {
   clientNamespace?: string
 }
 
-export async function startBenchRegistry (init: { namespace: string, address: string, dir: string, port?: number }, cleanup: Cleanup, options: AbortOptions = {}): Promise<BenchRegistry> {
+export async function startBenchRegistry (init: { namespace?: string, address: string, dir: string, port?: number }, cleanup: Cleanup, options: AbortOptions = {}): Promise<BenchRegistry> {
   const port = init.port ?? 5000
   await mkdir(init.dir, { recursive: true })
   const config = join(init.dir, 'config.yml')
@@ -40,7 +41,7 @@ export async function startBenchRegistry (init: { namespace: string, address: st
   const server = startBackground('docker-registry', ['serve', config], { netns: init.namespace })
   cleanup.defer(`stop docker-registry (pid ${server.child.pid ?? '?'})`, async () => { await server.stop() })
   const registry = `${init.address}:${port}`
-  // /v2/ is asked from inside the namespace: the root namespace may have no route to it.
+  // /v2/ is asked from inside the namespace (if any): the root namespace may have no route to it.
   for (let attempt = 0; attempt < 100; attempt++) {
     options.signal?.throwIfAborted()
     if (server.child.exitCode != null) throw new BenchCommandError(`docker-registry exited with ${server.child.exitCode}: ${server.output()}`)

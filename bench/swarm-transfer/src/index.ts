@@ -4,10 +4,12 @@
  *   - local floor: decode (zstd) + verify every stored chunk from memory, and sha256 alone;
  *   - swarm: verified chunks/s through SwarmChunkSource from a peer, Noise and TLS;
  *   - raw node:net: the same uncompressed bytes over a plain TCP socket, no verification;
- *   - DHT: findProviders latency (first result) among three nodes.
+ *   - DHT: findProviders latency (first result) among three nodes;
+ *   - memory: real `shoal daemon` processes idle and preheating (see memory.ts), beside a bare Node
+ *     process and a bare swarm node.
  * The peer runs this same file with `--role server`.
  *
- * Usage: node bench/swarm-transfer/dist/index.js [--dir DIR] [--mib N] [--out DIR]
+ * Usage: node bench/swarm-transfer/dist/index.js [--dir DIR] [--mib N] [--out DIR] [--only PARTS] [--image NAME]
  */
 import { spawn, type ChildProcess } from 'node:child_process'
 import { createHash } from 'node:crypto'
@@ -17,9 +19,11 @@ import { join } from 'node:path'
 import { createInterface } from 'node:readline'
 import { fileURLToPath } from 'node:url'
 import { parseArgs } from 'node:util'
+import { DEFAULT_SHOAL_BIN } from '@shoal/bench-harness'
 import type { AbortOptions, BlobId, ChunkRef, ChunkStore } from '@shoal/interface'
 import { compressChunk, decodeChunkRef } from '@shoal/rafs'
 import { swarm, type Swarm } from '@shoal/swarm'
+import { measureDaemonMemory, memoryMarkdown, type MemoryReport } from './memory.js'
 
 const { values } = parseArgs({
   options: {
@@ -29,8 +33,10 @@ const { values } = parseArgs({
     role: { type: 'string', default: 'client' },
     encryption: { type: 'string', default: 'noise' },
     bootstrap: { type: 'string' },
-    /** Comma-separated subset of floor,noise,stored,tls,raw,dht (for profiling one part); stored adds a noise run with stored bytes on the wire. */
-    only: { type: 'string', default: 'floor,noise,stored,tls,raw,dht' },
+    /** Comma-separated subset of floor,noise,stored,tls,raw,dht,memory (for profiling one part); stored adds a noise run with stored bytes on the wire. */
+    only: { type: 'string', default: 'floor,noise,stored,tls,raw,dht,memory' },
+    /** The image the memory part's daemons preheat (a @shoal/bench-images recipe). */
+    image: { type: 'string', default: 'python3' },
     /** The client's verify threads (SwarmInit.verifyThreads); default: the swarm's own default. */
     'verify-threads': { type: 'string' },
     /** The serving peer's wire encoding (internal: set per run by the client). */
@@ -111,9 +117,9 @@ async function server (): Promise<void> {
 
 interface Peer { child: ChildProcess, info: { multiaddr: string, rawPort: number, blobId: string }, send(line: string): void, next(): Promise<string> }
 
-async function spawnPeer (encryption: string, bootstrap?: string, wire = 'uncompressed'): Promise<Peer> {
+async function spawnPeer (encryption: string, bootstrap?: string, wire = 'uncompressed', mib = values.mib!): Promise<Peer> {
   // The peer runs with this process's node flags, so --cpu-prof or --trace-gc covers both ends.
-  const args = [...process.execArgv, fileURLToPath(import.meta.url), '--role', 'server', '--encryption', encryption, '--dir', values.dir!, '--mib', values.mib!, '--wire', wire]
+  const args = [...process.execArgv, fileURLToPath(import.meta.url), '--role', 'server', '--encryption', encryption, '--dir', values.dir!, '--mib', mib, '--wire', wire]
   if (bootstrap != null) args.push('--bootstrap', bootstrap)
   const child = spawn(process.execPath, args, { stdio: ['pipe', 'pipe', 'inherit'] })
   const lines = createInterface({ input: child.stdout! })
@@ -249,13 +255,28 @@ async function client (): Promise<void> {
     rows.push({ what: 'raw node:net, same bytes, no verification', chunksPerSecond: Math.round(data.refs.length / raw.seconds), MiBps: mib(raw.bytes, raw.seconds) })
   }
   const dht = only.has('dht') ? await dhtRun(data) : { lookups: 0, p50: NaN, p95: NaN, max: NaN }
+  let memory: MemoryReport | undefined
+  if (only.has('memory')) {
+    memory = await measureDaemonMemory({
+      imageName: values.image!,
+      shoalBin: DEFAULT_SHOAL_BIN,
+      // The transfer peer holding no data: a bare swarm node.
+      floors: [async () => {
+        const peer = await spawnPeer('noise', undefined, 'uncompressed', '0')
+        const exited = new Promise(resolve => peer.child.once('exit', resolve))
+        return { what: 'bare swarm node (transfer peer, no data)', pid: peer.child.pid!, stop: async () => { peer.child.stdin!.end(); await exited } }
+      }],
+      log: line => { console.error(line) }
+    })
+  }
 
   const result = {
     node: process.version, chunks: data.refs.length, chunkSize: CHUNK, uncompressedMiB: +(totalBytes / 1048576).toFixed(1),
-    storedMiB: +(storedBytes / 1048576).toFixed(1), rows, dhtFindProvidersMs: dht
+    storedMiB: +(storedBytes / 1048576).toFixed(1), rows, dhtFindProvidersMs: dht, ...(memory != null ? { memory } : {})
   }
-  console.table(rows)
+  if (rows.length > 0) console.table(rows)
   if (only.has('dht')) console.log(`DHT findProviders among 3 nodes (first result, ${dht.lookups} lookups): p50 ${dht.p50.toFixed(1)} ms, p95 ${dht.p95.toFixed(1)} ms, max ${dht.max.toFixed(1)} ms`)
+  if (memory != null) console.log(memoryMarkdown(memory))
   await mkdir(values.out!, { recursive: true })
   await writeFile(join(values.out!, 'swarm-transfer.json'), JSON.stringify(result, null, 2) + '\n')
 }

@@ -6,7 +6,7 @@
  */
 import { setTimeout as sleep } from 'node:timers/promises'
 import {
-  AbortError, ChunkDigestMismatchError, InvalidArgumentError, throwIfAborted,
+  raceAbort, ChunkDigestMismatchError, InvalidArgumentError, throwIfAborted,
   type AbortOptions, type ChunkRef, type ChunkSource
 } from '@shoal/interface'
 import {
@@ -207,22 +207,6 @@ class Device implements BlobDevice {
     if (this.closing.signal.aborted) throw new BlobDeviceClosedError()
   }
 
-  /** Waits for `promise`, or rejects at once when the caller's signal fires (the shared fetch goes on). */
-  private async withSignal<T> (promise: Promise<T>, options?: AbortOptions): Promise<T> {
-    const signal = options?.signal
-    if (signal == null) return await promise
-    throwIfAborted(options)
-    let onAbort: (() => void) | undefined
-    try {
-      return await Promise.race([promise, new Promise<never>((_resolve, reject) => {
-        onAbort = () => { reject(new AbortError()) }
-        signal.addEventListener('abort', onAbort, { once: true })
-      })])
-    } finally {
-      if (onAbort != null) signal.removeEventListener('abort', onAbort)
-    }
-  }
-
   private remember (key: number, bytes: Uint8Array): void {
     if (bytes.length > this.memoryBytes || this.memory.has(key)) return
     this.memory.set(key, bytes)
@@ -407,7 +391,7 @@ class Device implements BlobDevice {
   async readChunk (chunk: RafsChunk, options?: AbortOptions): Promise<Uint8Array> {
     throwIfAborted(options)
     this.checkOpen()
-    return await this.withSignal(this.load([chunk])[0], options)
+    return await raceAbort(this.load([chunk])[0], options)
   }
 
   /**
@@ -441,7 +425,7 @@ class Device implements BlobDevice {
     }
     const promises = waiting !== undefined ? this.load(waiting) : undefined
     this.readAhead(chunks, startOf, size, offset, end, next, pattern)
-    const fetched = promises !== undefined ? await this.withSignal(Promise.all(promises), options) : undefined
+    const fetched = promises !== undefined ? await raceAbort(Promise.all(promises), options) : undefined
     // Copy in order, zero-filling the gaps between chunks (target may hold anything).
     let at = offset
     let w = 0

@@ -81,7 +81,7 @@ export interface DaemonStatus {
   errors: Record<string, number>
   served: { requests: number, chunks: number, bytes: number, busy: number }
   /** The swarm client's counters: chunks peers could not give, DHT lookups and misses, hedges. */
-  fetching: { chunksMissed: number, providerLookups: number, providerLookupMisses: number, hedgedRequests: number, badChunks: number }
+  fetching: { chunksMissed: number, providerLookups: number, providerLookupMisses: number, providerWidenings: number, hedgedRequests: number, badChunks: number }
   blocklisted: SwarmStats['blocklisted']
   mounts: MountInfo[]
   images: string[]
@@ -415,6 +415,7 @@ class ShoalDaemon implements Daemon {
         chunksMissed: stats.source.chunksMissed,
         providerLookups: stats.source.providerLookups,
         providerLookupMisses: stats.source.providerLookupMisses,
+        providerWidenings: stats.source.providerWidenings,
         hedgedRequests: stats.source.hedgedRequests,
         badChunks: stats.source.badChunks
       },
@@ -489,16 +490,16 @@ class ShoalDaemon implements Daemon {
   }
 
   /**
-   * The read path of an image: cache, then peers, then peers again after a fresh provider lookup
-   * (only when the peers known lacked a chunk), then the registry. A DHT miss goes to the registry
-   * at once.
+   * The read path of an image: cache, then peers (which widen to the whole DHT and the seeds
+   * before giving up on a chunk their first providers lacked), then the registry. A DHT miss goes
+   * to the registry at once.
    */
   private makeDevice (image: RafsImage, registrySource: ChunkSource): BlobDevice {
     const peers = this.timed(this.swarmOrThrow.chunkSource)
     return blobDevice({
       image,
       cache: this.timedCache(this.cache!),
-      sources: [peers, this.timed(this.freshLookupSource()), registrySource],
+      sources: [peers, registrySource],
       logger: { warn: (m) => { this.log(`read: ${m}`) } }
     })
   }
@@ -517,33 +518,6 @@ class ShoalDaemon implements Daemon {
         } finally {
           metrics?.observeFetch(role, (performance.now() - started) / 1000)
         }
-      }
-    }
-  }
-
-  /**
-   * The swarm once more, for chunks its first pass could not get although it knew providers of
-   * their blob: those providers may hold only part of it (a host provides a blob from its first
-   * chunk) while a seed holding it all was not among the first found and cached. The provider
-   * list is dropped and looked up afresh. Blobs with no known provider are not asked again.
-   */
-  private freshLookupSource (): ChunkSource {
-    const source = this.swarmOrThrow.chunkSource
-    return {
-      name: source.name,
-      ...(source.delivers != null ? { delivers: source.delivers } : {}),
-      getChunks: async (refs, options) => {
-        const out = new Array<Uint8Array | undefined>(refs.length).fill(undefined)
-        const retry: number[] = []
-        for (const blobId of new Set(refs.map(ref => ref.blobId))) {
-          if ((await source.providers(blobId, options)).length === 0) continue
-          source.forget(blobId)
-          refs.forEach((ref, i) => { if (ref.blobId === blobId) retry.push(i) })
-        }
-        if (retry.length === 0) return out
-        const answers = await source.getChunks(retry.map(i => refs[i]!), options)
-        retry.forEach((position, i) => { out[position] = answers[i] })
-        return out
       }
     }
   }

@@ -7,7 +7,7 @@
  * blob-device goes on to the next source (the registry).
  */
 import type { Logger, Stream } from '@libp2p/interface'
-import { AbortError, ChunkDigestMismatchError, throwIfAborted, type AbortOptions, type BlobId, type ChunkRef, type ChunkSource } from '@shoal/interface'
+import { AbortError, ChunkDigestMismatchError, raceAbort, throwIfAborted, type AbortOptions, type BlobId, type ChunkRef, type ChunkSource } from '@shoal/interface'
 import { DecompressError } from '@shoal/rafs'
 import { requestBitmap, requestChunks } from './chunk-client.js'
 import { PeerRefusedError, SwarmProtocolError } from './errors.js'
@@ -16,7 +16,13 @@ import { VerifyPool } from './verify-pool.js'
 
 /** What the source needs from the node: kept small so that the ranking logic stays testable. */
 export interface PeerNetwork {
-  findProviders(blobId: BlobId, options: AbortOptions & { timeout: number }): Promise<string[]>
+  /**
+   * Providers of a blob. By default the answer comes soon after the first provider is found;
+   * `exhaustive` waits for the whole DHT walk (or `timeout`) to gather every record.
+   */
+  findProviders(blobId: BlobId, options: AbortOptions & { timeout: number, exhaustive?: boolean }): Promise<string[]>
+  /** Peers worth asking for any blob when the DHT's providers lack a chunk: the seeds. */
+  seedPeers(): string[]
   openChunkStream(peer: string, options?: AbortOptions): Promise<Stream>
   blocklist(peer: string, reason: string): void
   isBlocklisted(peer: string): boolean
@@ -40,6 +46,12 @@ export interface SwarmSourceInit {
   hedgeMinDelay: number
   /** A request to one peer fails after this long (ms). */
   requestTimeout: number
+  /**
+   * When no known provider holds a chunk, one exhaustive DHT lookup (waiting at most this long,
+   * ms) plus the seeds' bitmaps widen the set before the chunk goes to the registry; at most
+   * once per blob per provider cache time.
+   */
+  widenTimeout: number
 }
 
 export interface SwarmSourceStats {
@@ -51,6 +63,8 @@ export interface SwarmSourceStats {
   blocklistedPeers: number
   providerLookups: number
   providerLookupMisses: number
+  /** Widenings run: a chunk no known provider held sent us to the whole DHT and the seeds. */
+  providerWidenings: number
   bytesByPeer: Record<string, number>
 }
 
@@ -103,12 +117,14 @@ export class SwarmChunkSource implements ChunkSource {
   readonly delivers = 'uncompressed' as const
   readonly stats: SwarmSourceStats = {
     chunksFromPeers: 0, bytesFromPeers: 0, chunksMissed: 0, hedgedRequests: 0, badChunks: 0,
-    blocklistedPeers: 0, providerLookups: 0, providerLookupMisses: 0, bytesByPeer: {}
+    blocklistedPeers: 0, providerLookups: 0, providerLookupMisses: 0, providerWidenings: 0, bytesByPeer: {}
   }
 
   private readonly peers = new Map<string, PeerRecord>()
   private readonly providerCache = new Map<BlobId, CachedProviders>()
   private readonly bitmapCache = new Map<string, CachedBitmap>()
+  /** The last widening of each blob: its peers, once found, and when it started. */
+  private readonly widenings = new Map<BlobId, { peers: Promise<string[]>, at: number }>()
 
   constructor (
     private readonly network: PeerNetwork,
@@ -169,12 +185,6 @@ export class SwarmChunkSource implements ChunkSource {
       .slice(0, this.init.maxPeersPerBlob)
   }
 
-  /** Forget what is cached about a blob (the daemon calls this when a blob is withdrawn elsewhere). */
-  forget (blobId: BlobId): void {
-    this.providerCache.delete(blobId)
-    for (const key of this.bitmapCache.keys()) if (key.endsWith(blobId)) this.bitmapCache.delete(key)
-  }
-
   peerSummaries (): Array<{ peer: string, latencyMs: number, throughputMBps: number, samples: number, inflight: number, blocklisted: boolean }> {
     return [...this.peers].map(([peer, r]) => ({
       peer, latencyMs: r.latency, throughputMBps: r.throughput / 1000, samples: r.samples, inflight: r.inflight,
@@ -193,22 +203,70 @@ export class SwarmChunkSource implements ChunkSource {
     }
     if (providers.length === 0) return
     const bitmaps = new Map<string, Uint8Array>()
-    await Promise.all(providers.map(async peer => {
-      const bits = await this.bitmap(peer, blobId, options)
-      if (bits != null) bitmaps.set(peer, bits)
-    }))
+    await this.addBitmaps(providers, blobId, bitmaps, options)
     // Peers that failed a chunk are not asked for it again in this call.
     const triedFor = new Map<number, Set<string>>()
     let pending = positions
-    for (let round = 0; round < MAX_ROUNDS && pending.length > 0; round++) {
+    let widened = false
+    for (let round = 0; round < MAX_ROUNDS && pending.length > 0;) {
       const plan = this.plan(pending, refs, bitmaps, triedFor)
+      const planned = [...plan.values()].reduce((sum, batch) => sum + batch.length, 0)
+      // A lookup answers with the first providers it meets, which may be hosts holding a part
+      // of the blob; before a chunk none of them holds goes to the registry, ask more widely.
+      if (planned < pending.length && !widened) {
+        widened = true
+        if (await this.widen(blobId, bitmaps, options) > 0) continue
+      }
       if (plan.size === 0) break
+      round++
       await Promise.all([...plan].flatMap(([peer, batch]) => this.splitBatch(batch).map(async part => {
         await this.runHedged(peer, part, refs, results, bitmaps, triedFor, options)
       })))
       if (options?.signal?.aborted === true) throw new AbortError()
       pending = pending.filter(position => results[position] == null)
     }
+  }
+
+  /** Fetches the bitmaps of `peers` (cached) into `bitmaps`. */
+  private async addBitmaps (peers: string[], blobId: BlobId, bitmaps: Map<string, Uint8Array>, options?: AbortOptions): Promise<void> {
+    await Promise.all(peers.map(async peer => {
+      const bits = await this.bitmap(peer, blobId, options)
+      if (bits != null) bitmaps.set(peer, bits)
+    }))
+  }
+
+  /**
+   * Adds to `bitmaps` the peers an exhaustive DHT lookup finds and the seeds, and makes the
+   * found providers the blob's cached provider list. One widening per blob runs per provider
+   * cache time; callers in that time share its answer. Returns how many peers were added.
+   */
+  private async widen (blobId: BlobId, bitmaps: Map<string, Uint8Array>, options?: AbortOptions): Promise<number> {
+    const now = Date.now()
+    let widening = this.widenings.get(blobId)
+    if (widening == null || now - widening.at > this.init.providerCacheTime) {
+      this.stats.providerWidenings++
+      const peers = this.network.findProviders(blobId, { timeout: this.init.widenTimeout, exhaustive: true }).then(found => {
+        if (found.length > 0) {
+          const cached = this.providerCache.get(blobId)
+          const merged = [...new Set([...found, ...(cached?.result ?? cached?.last ?? [])])]
+          this.providerCache.set(blobId, { value: Promise.resolve(merged), result: merged, last: merged, lastAt: Date.now(), until: Date.now() + this.init.providerCacheTime })
+        }
+        return [...new Set([...found, ...this.network.seedPeers()])]
+      }, (err: any) => {
+        this.log('widened provider lookup for blob %s failed: %s', blobId, err?.message)
+        return this.network.seedPeers()
+      })
+      widening = { peers, at: now }
+      this.widenings.set(blobId, widening)
+      if (this.widenings.size > 4096) this.widenings.delete(this.widenings.keys().next().value!)
+    }
+    const waited = await raceAbort(widening.peers, options)
+    const fresh = waited.filter(peer => !bitmaps.has(peer) && !this.network.isBlocklisted(peer)).slice(0, this.init.maxPeersPerBlob)
+    if (fresh.length === 0) return 0
+    const before = bitmaps.size
+    await this.addBitmaps(fresh, blobId, bitmaps, options)
+    if (bitmaps.size > before) this.log('widened blob %s to %d more peer(s)', blobId, bitmaps.size - before)
+    return bitmaps.size - before
   }
 
   /**

@@ -8,7 +8,7 @@ import { yamux } from '@chainsafe/libp2p-yamux'
 import { bootstrap } from '@libp2p/bootstrap'
 import { identify } from '@libp2p/identify'
 import type { ComponentLogger, Logger, Metrics, PeerId, PrivateKey } from '@libp2p/interface'
-import { kadDHT, removePublicAddressesMapper, type KadDHT } from '@libp2p/kad-dht'
+import { kadDHT, removePublicAddressesMapper, type KadDHT, type SingleKadDHT } from '@libp2p/kad-dht'
 import { defaultLogger } from '@libp2p/logger'
 import { peerIdFromString } from '@libp2p/peer-id'
 import { ping } from '@libp2p/ping'
@@ -72,10 +72,12 @@ export interface SwarmInit {
 }
 
 export interface FindProvidersOptions extends AbortOptions {
-  /** Wait at most this long for the first provider (ms); after it, gather more for up to 20 ms. */
+  /** Wait at most this long for the first provider (ms); after it, gather more for as long again (20 ms at least). */
   timeout?: number
   /** Stop once this many providers are found (default 20). */
   max?: number
+  /** Gather until the DHT walk ends (or `timeout`), not just briefly after the first provider. */
+  exhaustive?: boolean
 }
 
 export interface SwarmComponents {
@@ -127,7 +129,8 @@ export const SOURCE_DEFAULTS: SwarmSourceInit = {
   maxChunksPerRequest: 16,
   hedgeFactor: 3,
   hedgeMinDelay: 30,
-  requestTimeout: 10_000
+  requestTimeout: 10_000,
+  widenTimeout: 1_000
 }
 
 export function swarm (init: SwarmInit = {}): (components: SwarmComponents) => Swarm {
@@ -147,9 +150,15 @@ class ShoalSwarm implements Swarm {
   private readonly stopController = new AbortController()
   private readonly verifyPool: VerifyPool
   private readonly recentProviders = new Map<BlobId, { peers: string[], at: number }>()
+  /** Some blob was provided while the routing table was empty. */
+  private providedAlone = false
+  private joinTimer: NodeJS.Timeout | undefined
+  /** Peer ids of the bootstrap peers (the seeds), from their /p2p/ addresses. */
+  private readonly seeds: string[]
 
   constructor (private readonly init: SwarmInit, private readonly components: SwarmComponents) {
     this.logger = components.logger ?? defaultLogger()
+    this.seeds = [...new Set((init.bootstrap ?? []).flatMap(address => multiaddr(address).getComponents().filter(c => c.name === 'p2p' && c.value != null).map(c => c.value!)))]
     this.log = this.logger.forComponent('shoal:swarm')
     const seed = init.seed === true
     this.server = new ChunkServer(components.chunkStore, {
@@ -161,6 +170,7 @@ class ShoalSwarm implements Swarm {
     }, this.logger.forComponent('shoal:swarm:server'))
     const network: PeerNetwork = {
       findProviders: async (blobId, options) => await this.findProviders(blobId, options),
+      seedPeers: () => this.seedPeers,
       openChunkStream: async (peer, options) => await this.node.dialProtocol(peerIdFromString(peer), CHUNK_PROTOCOL, options),
       blocklist: (peer, reason) => { this.blocklist(peer, reason) },
       isBlocklisted: (peer) => this.isBlocklisted(peer)
@@ -232,17 +242,17 @@ class ShoalSwarm implements Swarm {
       runOnLimitedConnection: false
     })
     const interval = init.reprovideInterval ?? 5 * MINUTE
-    this.reprovideTimer = setInterval(() => {
-      if (this.reproviding != null) return
-      this.reproviding = this.reprovideAll().finally(() => { this.reproviding = undefined })
-    }, interval)
+    this.reprovideTimer = setInterval(() => { this.startReprovide() }, interval)
     this.reprovideTimer.unref()
+    this.libp2p.addEventListener('peer:identify', this.onPeerIdentified)
     this.log('started %s on %s', this.peerId, this.multiaddrs.join(' '))
   }
 
   async stop (): Promise<void> {
     if (this.libp2p == null) return
     clearInterval(this.reprovideTimer)
+    clearTimeout(this.joinTimer)
+    this.libp2p.removeEventListener('peer:identify', this.onPeerIdentified)
     this.stopController.abort()
     await this.reproviding
     await this.libp2p.stop()
@@ -253,6 +263,11 @@ class ShoalSwarm implements Swarm {
   async provideBlob (blobId: BlobId, options?: AbortOptions): Promise<void> {
     const cid = blobCid(blobId)
     this.provided.add(blobId)
+    // Provided before the DHT knows any peer, the record stays here alone: provide again on joining.
+    if (this.routingTableSize === 0) {
+      this.providedAlone = true
+      this.onPeerIdentified()
+    }
     const signal = AbortSignal.any([this.stopController.signal, ...(options?.signal != null ? [options.signal] : [])])
     try {
       await this.node.contentRouting.provide(cid, { signal })
@@ -274,10 +289,12 @@ class ShoalSwarm implements Swarm {
     const controller = new AbortController()
     const onAbort = (): void => { controller.abort() }
     options.signal?.addEventListener('abort', onAbort, { once: true })
-    // Wait `firstTimeout` for the first provider; after it, gather others for at most 20 ms more.
+    // Wait `firstTimeout` for the first provider; after it, gather others briefly (or, exhaustive,
+    // until the walk ends).
     let timer = setTimeout(() => { controller.abort() }, firstTimeout)
     const self = this.peerId
     const found = new Set<string>()
+    const started = performance.now()
     try {
       for await (const provider of this.node.contentRouting.findProviders(blobCid(blobId), { signal: controller.signal })) {
         const id = provider.id.toString()
@@ -286,9 +303,11 @@ class ShoalSwarm implements Swarm {
           await this.node.peerStore.merge(provider.id, { multiaddrs: provider.multiaddrs }).catch(() => {})
         }
         found.add(id)
-        if (found.size === 1) {
+        if (found.size === 1 && options.exhaustive !== true) {
+          // Others get as long again as the first took (at least 20 ms): on a loaded host every
+          // answer is slower, and a list of one puts all the work on one peer.
           clearTimeout(timer)
-          timer = setTimeout(() => { controller.abort() }, Math.min(firstTimeout, 20))
+          timer = setTimeout(() => { controller.abort() }, Math.min(firstTimeout, Math.max(20, performance.now() - started)))
         }
         if (found.size >= (options.max ?? 20)) break
       }
@@ -340,6 +359,12 @@ class ShoalSwarm implements Swarm {
   /** The chunk server, for a fault-injecting test node. */
   get chunkServer (): ChunkServer { return this.server }
 
+  /** The seeds other than ourselves. */
+  private get seedPeers (): string[] {
+    const self = this.libp2p?.peerId.toString()
+    return this.seeds.filter(peer => peer !== self)
+  }
+
   private isBlocklisted (peer: string): boolean {
     const entry = this.blocked.get(peer)
     if (entry == null) return false
@@ -352,6 +377,39 @@ class ShoalSwarm implements Swarm {
 
   private get dht (): KadDHT {
     return (this.node as Libp2p<{ dht: KadDHT }>).services.dht
+  }
+
+  /** Peers in the DHT's routing table (kadDHT with one protocol is a SingleKadDHT). */
+  private get routingTableSize (): number {
+    return (this.dht as SingleKadDHT).routingTable?.size ?? 0
+  }
+
+  private startReprovide (): void {
+    if (this.reproviding != null) return
+    this.reproviding = this.reprovideAll().finally(() => { this.reproviding = undefined })
+  }
+
+  /**
+   * A host gets its first chunk (from the registry) and provides before it has joined the DHT:
+   * once a peer is in the routing table (the DHT adds it after identify), provide everything again.
+   * Runs on each identify and on a provide made alone; checks for at most 2 s each time.
+   */
+  private readonly onPeerIdentified = (): void => {
+    if (!this.providedAlone || this.joinTimer != null) return
+    // The DHT adds the peer a moment after identify: look for it a few times, 50 ms apart.
+    let checks = 0
+    const check = (): void => {
+      this.joinTimer = undefined
+      if (this.libp2p == null || !this.providedAlone) return
+      if (this.routingTableSize === 0) {
+        if (++checks < 40) this.joinTimer = setTimeout(check, 50)
+        return
+      }
+      this.providedAlone = false
+      this.log('joined the DHT after providing alone: providing %d blob(s) again', this.provided.size)
+      this.startReprovide()
+    }
+    this.joinTimer = setTimeout(check, 50)
   }
 
   private async reprovideAll (): Promise<void> {

@@ -23,16 +23,20 @@ async function node (config: Record<string, unknown>): Promise<TestNode> {
   return n
 }
 
-/** Polls findProviders until `want` peers are found (the DHT needs a moment after a provide). */
+/**
+ * Polls findProviders until `want` peers were found (the DHT needs a moment after a provide);
+ * answers every provider seen by any lookup, since one lookup on a loaded host may see fewer.
+ */
 async function providersOf (n: TestNode, blobId: string, want: number, deadlineMs = 10_000): Promise<string[]> {
   const until = Date.now() + deadlineMs
-  let peers: string[] = []
+  const seen = new Set<string>()
   while (Date.now() < until) {
-    ({ peers } = await n.call('findProviders', { blobId, timeout: 200 }))
-    if (peers.length >= want) return peers
+    const { peers } = await n.call('findProviders', { blobId, timeout: 200 })
+    for (const peer of peers as string[]) seen.add(peer)
+    if (seen.size >= want) break
     await new Promise(resolve => setTimeout(resolve, 100))
   }
-  return peers
+  return [...seen]
 }
 
 describe('swarm among separate processes on loopback', { timeout: 300_000 }, () => {
@@ -62,7 +66,7 @@ describe('swarm among separate processes on loopback', { timeout: 300_000 }, () 
     const stats = await e!.call('stats')
     assert.equal(stats.source.chunksFromPeers, BLOB.count)
     const contributors = Object.entries(stats.source.bytesByPeer).filter(([, bytes]) => (bytes as number) > 0)
-    assert.ok(contributors.length >= 2, `chunks came from ${contributors.length} peer(s): ${JSON.stringify(stats.source.bytesByPeer)}`)
+    assert.ok(contributors.length >= 2, `chunks came from ${contributors.length} peer(s): ${JSON.stringify(stats.source.bytesByPeer)}; peers known ${JSON.stringify(stats.peers)}; lookups ${stats.source.providerLookups}, widenings ${stats.source.providerWidenings}`)
     const total = contributors.reduce((sum, [, bytes]) => sum + (bytes as number), 0)
     assert.equal(total, blob.chunks.reduce((sum, bytes) => sum + bytes.length, 0))
     assert.deepEqual(stats.blocklisted, [])
@@ -99,6 +103,40 @@ describe('swarm among separate processes on loopback', { timeout: 300_000 }, () 
     assert.ok(stats.source.badChunks >= 3, `bad chunks counted: ${stats.source.badChunks}`)
     assert.equal(stats.source.blocklistedPeers, 3)
     assert.ok(!blocklisted.includes(honest.peerId))
+  })
+
+  it('chunks the providers found lack come from the seed before the registry; a chunk nobody holds widens once per blob', async () => {
+    // The seed holds the whole blob but its provider record is not found (as when a lookup
+    // answers with the first providers it meets); a provider holds every other chunk.
+    const seed = await node({ swarm: { ...LOOPBACK, seed: true }, blobs: [{ ...BLOB, hold: 'all' }] })
+    const boot = { ...LOOPBACK, bootstrap: [seed.multiaddrs[0]] }
+    const scarce = { seed: 'scarce', count: 8, size: 64 * 1024 }
+    const scarceBlob = makeBlob(scarce.seed, scarce.count, scarce.size)
+    const half = await node({ swarm: boot, blobs: [{ ...BLOB, hold: 'even' }, { ...scarce, hold: 'even' }] })
+    const asker = await node({ swarm: boot })
+    await half.call('provide', { blobId: blob.blobId })
+    await half.call('provide', { blobId: scarceBlob.blobId })
+    assert.deepEqual(await providersOf(asker, blob.blobId, 1), [half.peerId])
+
+    const fetched = await asker.call('fetch', { ...BLOB, indexes: ALL })
+    assert.deepEqual(fetched.chunks, expected, 'every chunk, the odd ones from the seed')
+    let stats = await asker.call('stats')
+    assert.equal(stats.source.chunksMissed, 0)
+    const oddBytes = blob.chunks.filter((_, i) => i % 2 === 1).reduce((sum, bytes) => sum + bytes.length, 0)
+    // Once known, the seed may take even chunks too: the work is spread over every holder.
+    assert.ok(stats.source.bytesByPeer[seed.peerId] >= oddBytes, `the seed sent ${stats.source.bytesByPeer[seed.peerId]} bytes, the odd chunks are ${oddBytes}`)
+    assert.equal(stats.source.providerWidenings, 1)
+
+    // Odd chunks of `scarce` are nowhere: they come back missing (for the registry), and two
+    // reads in a row widen the lookup once, not once each.
+    const scarceExpected = scarceBlob.chunks.map((bytes, i) => i % 2 === 0 ? createHash('sha256').update(bytes).digest('hex') : null)
+    for (let read = 0; read < 2; read++) {
+      const got = await asker.call('fetch', { ...scarce, indexes: scarceBlob.refs.map(ref => ref.index) })
+      assert.deepEqual(got.chunks, scarceExpected, `read ${read}`)
+    }
+    stats = await asker.call('stats')
+    assert.equal(stats.source.providerWidenings, 2)
+    assert.equal(stats.source.chunksMissed, 2 * scarce.count / 2)
   })
 
   it('with a swarm key, a node without it (or with another key) can neither connect nor fetch', async () => {

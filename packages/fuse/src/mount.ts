@@ -3,7 +3,7 @@
  * bootstrap; FUSE only serves blob bytes), falling back to `fuse` when the kernel cannot.
  */
 import { mkdir, readFile, rm, writeFile, realpath } from 'node:fs/promises'
-import { join } from 'node:path'
+import { basename, join } from 'node:path'
 import { throwIfAborted, type AbortOptions } from '@shoal/interface'
 import { writeBootstrapV6 } from '@shoal/rafs'
 import { createFuse, forceUnmountFuse, type FuseHandle, type FuseMountOptions, type FuseOperations } from './fuse-native.js'
@@ -125,6 +125,9 @@ export async function kernelHasErofs (): Promise<boolean> {
   return await has()
 }
 
+/** Readahead of the loop devices under an EROFS mount (KiB). */
+const LOOP_READ_AHEAD_KIB = 128
+
 /**
  * Mode `erofs`: blob files in FUSE under workDir, loop devices over them and over the bootstrap,
  * and the kernel's EROFS mount. Throws (having undone every step) when any step fails.
@@ -161,6 +164,11 @@ export async function mountErofs (device: MountDevice, mountpoint: string, workD
       const loop = (await run('losetup', ['-r', '-f', '--show', file], options)).trim()
       if (!/^\/dev\/loop\d+$/.test(loop)) throw new MountError(`losetup -r -f --show ${file} printed '${loop}', expected /dev/loopN`)
       undo.push(async () => { await run('losetup', ['-d', loop]) })
+      // Loop devices start with a 2.5 MiB readahead here; every page the kernel reads ahead is a
+      // chunk fetched (from peers or the registry), so keep it to the page cache's usual 128 KiB.
+      await writeFile(`/sys/block/${basename(loop)}/queue/read_ahead_kb`, String(LOOP_READ_AHEAD_KIB)).catch((err: Error) => {
+        options.logger?.(`could not set the readahead of ${loop}: ${err.message}`)
+      })
       return loop
     }
     const bootLoop = await attach(bootstrapPath)

@@ -37,9 +37,9 @@ import { run } from './oci-images.js'
 
 const MiB = 2 ** 20
 /**
- * Mount mode of the four hosts' containers. fuse, because in erofs mode each host reads ~35 MB
- * (readahead under the loop devices) instead of ~10 MB, and on a loaded 2-core machine some hosts
- * then missed chunks in the swarm and went to the registry (PY_HOST_MODE=erofs shows it).
+ * Mount mode of the four hosts' containers. fuse, because in erofs mode each host reads ~26 MB
+ * (the kernel's readahead) instead of ~10 MB, which on a 2-core CI machine running six daemons
+ * and four containers costs time, not correctness: PY_HOST_MODE=erofs runs the same test in erofs.
  */
 const HOST_MODE = process.env.PY_HOST_MODE === 'erofs' ? 'erofs' : 'fuse'
 

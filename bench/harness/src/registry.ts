@@ -8,6 +8,7 @@ import { mkdir, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import type { AbortOptions } from '@shoal/interface'
+import { dockerRegistryConfig } from '@shoal/registry'
 import type { Cleanup } from './cleanup.js'
 import type { BenchImage } from './contracts.js'
 import { BenchCommandError } from './errors.js'
@@ -24,20 +25,7 @@ export async function startBenchRegistry (init: { namespace?: string, address: s
   const port = init.port ?? 5000
   await mkdir(init.dir, { recursive: true })
   const config = join(init.dir, 'config.yml')
-  await writeFile(config, [
-    'version: 0.1',
-    'log:',
-    '  level: warn',
-    '  accesslog:',
-    '    disabled: true',
-    'storage:',
-    '  filesystem:',
-    `    rootdirectory: ${join(init.dir, 'data')}`,
-    'http:',
-    `  addr: ${init.address}:${port}`,
-    '  secret: shoal-bench-secret',
-    ''
-  ].join('\n'))
+  await writeFile(config, dockerRegistryConfig({ root: join(init.dir, 'data'), address: `${init.address}:${port}`, secret: 'shoal-bench-secret' }))
   const server = startBackground('docker-registry', ['serve', config], { netns: init.namespace })
   cleanup.defer(`stop docker-registry (pid ${server.child.pid ?? '?'})`, async () => { await server.stop() })
   const registry = `${init.address}:${port}`

@@ -18,4 +18,5 @@ export type {
   PushBlobResult, PushManifestResult, ReferenceLike, LocationLike
 } from './client.js'
 export { registryImageStore } from './store.js'
+export { dockerRegistryConfig, type DockerRegistryConfigInit } from './docker-registry-config.js'
 export type { RegistryImageStore } from './store.js'

@@ -15,6 +15,7 @@ import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
+import { dockerRegistryConfig } from '../src/index.js'
 
 export interface StartRegistryOptions {
   /** htpasswd auth: `true` for the built-in user below, or a user of your own (needs `htpasswd`, apache2-utils). */
@@ -92,26 +93,13 @@ export async function startRegistry (options: StartRegistryOptions = {}): Promis
     if (htpasswdLine != null) await writeFile(join(dir, 'htpasswd'), htpasswdLine + '\n')
 
     const port = await freePort()
-    const config = [
-      'version: 0.1',
-      'log:',
-      '  level: warn',
-      '  accesslog:',
-      '    disabled: true',
-      'storage:',
-      '  filesystem:',
-      `    rootdirectory: ${join(dir, 'data')}`,
-      '  delete:',
-      '    enabled: true',
-      'http:',
-      `  addr: 127.0.0.1:${port}`,
-      // A fixed secret stops the startup warning; uploads are signed with it.
-      '  secret: shoal-test-secret',
-      ...(htpasswdLine != null
-        ? ['auth:', '  htpasswd:', '    realm: shoal-test', `    path: ${join(dir, 'htpasswd')}`]
-        : []),
-      ''
-    ].join('\n')
+    const config = dockerRegistryConfig({
+      root: join(dir, 'data'),
+      address: `127.0.0.1:${port}`,
+      secret: 'shoal-test-secret',
+      allowDelete: true,
+      ...(htpasswdLine != null ? { htpasswd: { realm: 'shoal-test', path: join(dir, 'htpasswd') } } : {})
+    })
     const configPath = join(dir, 'config.yml')
     await writeFile(configPath, config)
 

@@ -12,6 +12,7 @@ import * as fs from 'node:fs'
 import * as os from 'node:os'
 import * as path from 'node:path'
 import { readBootstrap } from '@shoal/rafs'
+import { treeXattrs } from '@shoal/interface/test-fixtures'
 import { shoal } from './helpers.js'
 import { clearMountLeftovers, mountLeftovers } from './mount-leftovers.js'
 
@@ -90,10 +91,11 @@ function describeTree (root: string): Map<string, Entry> {
   return out
 }
 
-function xattrsOf (root: string): string {
-  // getfattr lists in directory order, which differs between filesystems: sort the per-file blocks.
-  const blocks = execFileSync('getfattr', ['-R', '-h', '-d', '-m', '-', '-e', 'hex', '.'], { cwd: root }).toString().split('\n\n')
-  return blocks.map(b => b.trim()).filter(b => b !== '' && !b.startsWith('# file: .\n')).sort().join('\n\n')
+/** xattrs of every path but the root (the mountpoint's own), paths sorted (getfattr lists in directory order, which differs between filesystems), names in the order getfattr lists them. */
+async function xattrsOf (root: string): Promise<Array<[string, Array<[string, string]>]>> {
+  const xattrs = await treeXattrs(root)
+  xattrs.delete('.')
+  return [...xattrs].sort(([a], [b]) => a < b ? -1 : a > b ? 1 : 0).map(([file, names]) => [file, [...names]])
 }
 
 function sameInode (tree: Map<string, Entry>, a: string, b: string): boolean {
@@ -141,7 +143,7 @@ describe('shoal mount, umount and run', { skip }, () => {
         }
         assert.ok(sameInode(copy, 'data/hello.txt', 'data/hard-link'), 'hard links share an inode')
         assert.ok(!sameInode(copy, 'data/hello.txt', 'data/multi-chunk'))
-        assert.equal(xattrsOf(mnt), xattrsOf(src))
+        assert.deepEqual(await xattrsOf(mnt), await xattrsOf(src))
         assert.throws(() => { fs.writeFileSync(path.join(mnt, 'data', 'new'), 'x') }, { code: 'EROFS' })
       } finally {
         const unmounted = await shoal(['umount', mnt])

@@ -9,6 +9,7 @@ import { createHash } from 'node:crypto'
 import { chmod, copyFile, link, lstat, mkdir, readdir, readFile, readlink, rm, symlink, utimes, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { MEDIA_TYPE_OCI_CONFIG, MEDIA_TYPE_OCI_LAYER_TAR, MEDIA_TYPE_OCI_MANIFEST } from '@shoal/interface'
+import { treeXattrs } from '@shoal/interface/test-fixtures'
 import { ociLayout } from '@shoal/oci-layout'
 
 export interface RunOptions { cwd?: string, timeoutMs?: number, input?: string }
@@ -186,7 +187,7 @@ export interface TreeEntry {
 export async function describeTree (root: string): Promise<Map<string, TreeEntry>> {
   const entries = new Map<string, TreeEntry>()
   const byInode = new Map<number, string[]>()
-  const xattrs = await readXattrs(root)
+  const xattrs = await treeXattrs(root)
   const pending: string[] = ['']
   for (let steps = 0; pending.length > 0 && steps < 1_000_000; steps++) {
     const rel = pending.pop() as string
@@ -200,7 +201,7 @@ export async function describeTree (root: string): Promise<Map<string, TreeEntry
       uid: Number(info.uid),
       gid: Number(info.gid),
       mtime: `${info.mtimeNs / 1_000_000_000n}.${String(info.mtimeNs % 1_000_000_000n).padStart(9, '0')}`,
-      xattrs: xattrs.get(key) ?? {},
+      xattrs: Object.fromEntries(xattrs.get(rel === '' ? '.' : rel) ?? []),
       nlink: Number(info.nlink)
     }
     if (type === 'file') {
@@ -220,25 +221,6 @@ export async function describeTree (root: string): Promise<Map<string, TreeEntry
     for (const path of group) (entries.get(path) as TreeEntry).links = group.filter(p => p !== path).sort()
   }
   return entries
-}
-
-/** `getfattr -R -d -m - -e hex` of a tree (symlinks not followed), by path from the root. */
-async function readXattrs (root: string): Promise<Map<string, Record<string, string>>> {
-  const out = await run('getfattr', ['-R', '-h', '-d', '-m', '-', '-e', 'hex', '--absolute-names', root]).catch(() => '')
-  const result = new Map<string, Record<string, string>>()
-  let current: Record<string, string> | undefined
-  for (const line of out.split('\n')) {
-    if (line.startsWith('# file: ')) {
-      const path = line.slice('# file: '.length)
-      const rel = path === root ? '/' : path.slice(root.length)
-      current = {}
-      result.set(rel === '' ? '/' : rel, current)
-    } else if (current != null && line.includes('=')) {
-      const eq = line.indexOf('=')
-      current[line.slice(0, eq)] = line.slice(eq + 1)
-    }
-  }
-  return result
 }
 
 export interface CompareOptions {

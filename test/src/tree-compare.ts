@@ -1,11 +1,8 @@
-import { execFile } from 'node:child_process'
 import { createHash } from 'node:crypto'
 import { lstat, readdir, readFile, readlink } from 'node:fs/promises'
 import { join } from 'node:path'
-import { promisify } from 'node:util'
 import { nodeTypeOfMode } from '@shoal/rafs'
-
-const run = promisify(execFile)
+import { treeXattrs } from '@shoal/interface/test-fixtures'
 
 export interface TreeEntry {
   type: string
@@ -29,28 +26,6 @@ export interface DescribeOptions {
   ignoreXattr?: RegExp
 }
 
-/** xattrs of every path under `root` (relative "./a/b" keys), from one getfattr run. */
-async function xattrsOf (root: string): Promise<Map<string, Record<string, string>>> {
-  let stdout = ''
-  try {
-    ({ stdout } = await run('getfattr', ['-R', '-P', '-h', '-d', '-m', '-', '-e', 'hex', '.'], { cwd: root, maxBuffer: 256 * 1024 * 1024 }))
-  } catch (err: any) {
-    stdout = err.stdout ?? ''
-  }
-  const map = new Map<string, Record<string, string>>()
-  let current: Record<string, string> | undefined
-  for (const line of stdout.split('\n')) {
-    if (line.startsWith('# file: ')) {
-      current = {}
-      map.set(line.slice('# file: '.length).replace(/^\.\/?/, '/').replace(/^\/$/, '/'), current)
-    } else if (current != null && line.includes('=')) {
-      const eq = line.indexOf('=')
-      current[line.slice(0, eq)] = line.slice(eq + 1)
-    }
-  }
-  return map
-}
-
 /**
  * Everything a container could observe of a tree, path by path: type, mode, owner, size, content
  * digest, link target, device number, hard-link grouping, xattrs and optionally mtimes.
@@ -58,7 +33,7 @@ async function xattrsOf (root: string): Promise<Map<string, Record<string, strin
 export async function describeTree (root: string, options: DescribeOptions = {}): Promise<Record<string, TreeEntry>> {
   const out: Record<string, TreeEntry> = {}
   const inodeGroups = new Map<string, string>()
-  const xattrs = await xattrsOf(root)
+  const xattrs = await treeXattrs(root)
   const pending = ['']
   while (pending.length > 0) {
     const rel = pending.pop()!
@@ -82,7 +57,7 @@ export async function describeTree (root: string, options: DescribeOptions = {})
     }
     if (options.mtime === true && type !== 'symlink' && rel !== '') entry.mtimeNs = String(stat.mtimeNs)
     const key = rel === '' ? '/' : `/${rel}`
-    const attrs = Object.fromEntries(Object.entries(xattrs.get(key) ?? {}).filter(([name]) => options.ignoreXattr?.test(name) !== true))
+    const attrs = Object.fromEntries([...(xattrs.get(rel === '' ? '.' : rel) ?? [])].filter(([name]) => options.ignoreXattr?.test(name) !== true))
     if (Object.keys(attrs).length > 0) entry.xattrs = attrs
     out[key] = entry
     if (type === 'directory') {

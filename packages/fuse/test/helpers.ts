@@ -12,6 +12,7 @@ import { blobDirectory, readVerifiedChunk } from '@shoal/blob-device'
 import { buildFromDirectory, type BuildResult } from '@shoal/builder'
 import { nodeTypeOfMode, walk, type RafsChunk, type RafsImage, type RafsNode } from '@shoal/rafs'
 import type { AbortOptions } from '@shoal/interface'
+import type { TreeXattrs } from '@shoal/interface/test-fixtures'
 import type { MountDevice } from '../src/index.js'
 
 export const CHUNK_SIZE = 64 * 1024
@@ -179,25 +180,6 @@ export function describeTree (root: string): Map<string, Seen> {
   return out
 }
 
-/** `getfattr -R -h` of a tree: relative path → name → hex value. */
-export function treeXattrs (root: string): Map<string, Map<string, string>> {
-  const out = execFileSync('getfattr', ['-R', '-P', '-h', '-d', '-m', '-', '-e', 'hex', '--absolute-names', root], { maxBuffer: 64 << 20 }).toString()
-  const result = new Map<string, Map<string, string>>()
-  let current: Map<string, string> | undefined
-  for (const line of out.split('\n')) {
-    if (line.startsWith('# file: ')) {
-      const rel = path.relative(root, line.slice(8))
-      current = new Map()
-      result.set(rel === '' ? '.' : rel, current)
-    } else if (current !== undefined && line.includes('=')) {
-      const at = line.indexOf('=')
-      current.set(line.slice(0, at), line.slice(at + 1))
-    }
-  }
-  for (const [key, value] of result) if (value.size === 0) result.delete(key)
-  return result
-}
-
 /** Groups of paths sharing an inode number (hard links), sorted. */
 export function linkGroups (tree: Map<string, Seen>): string[][] {
   const groups = new Map<string, string[]>()
@@ -228,8 +210,8 @@ export function leftovers (work: string): string[] {
   return [...mounts, ...devices]
 }
 
-/** describeTree and treeXattrs of a mount, run in a child process (see tree-probe.ts). */
-export async function probeTree (root: string): Promise<{ tree: Map<string, Seen>, xattrs: Map<string, Map<string, string>> }> {
+/** describeTree and treeXattrs (@shoal/interface/test-fixtures) of a mount, run in a child process (see tree-probe.ts). */
+export async function probeTree (root: string): Promise<{ tree: Map<string, Seen>, xattrs: TreeXattrs }> {
   const probe = fileURLToPath(new URL('./tree-probe.js', import.meta.url))
   const out = await execAsync(process.execPath, [probe, root])
   const parsed = JSON.parse(out.stdout)

@@ -8,7 +8,8 @@ import * as fs from 'node:fs'
 import * as os from 'node:os'
 import * as path from 'node:path'
 import { mountImage, type ImageMount } from '../src/index.js'
-import { buildImageOf, cannotMount, cleanupUnder, describeTree, execAsync, leftovers, linkGroups, localDevice, makeSourceTree, probeTree, treeXattrs, type Seen } from './helpers.js'
+import { buildImageOf, cannotMount, cleanupUnder, describeTree, execAsync, leftovers, linkGroups, localDevice, makeSourceTree, probeTree, type Seen } from './helpers.js'
+import { treeXattrs, type TreeXattrs } from '@shoal/interface/test-fixtures'
 import type { BuildResult } from '@shoal/builder'
 
 const why = cannotMount()
@@ -16,7 +17,7 @@ const BUSYBOX = '/bin/busybox'
 const work = fs.mkdtempSync(path.join(os.tmpdir(), 'shoal-fuse-test-'))
 let built: BuildResult & { bootstrapPath: string, blobDir: string }
 let source: Map<string, Seen>
-let sourceXattrs: Map<string, Map<string, string>>
+let sourceXattrs: TreeXattrs
 
 function compare (copy: Map<string, Seen>, fields: Array<keyof Seen>): void {
   assert.deepEqual([...copy.keys()].sort(), [...source.keys()].sort())
@@ -36,7 +37,7 @@ describe('mounted images equal their source tree', { skip: why }, () => {
     makeSourceTree(src)
     built = await buildImageOf(src, path.join(work, 'image'))
     source = describeTree(src)
-    sourceXattrs = treeXattrs(src)
+    sourceXattrs = await treeXattrs(src)
   })
   after(() => {
     cleanupUnder(work)

@@ -13,6 +13,7 @@ import * as path from 'node:path'
 import { BlobWriter, readBootstrapV6, writeBootstrapV6, nodeTypeOfMode, walk } from '../src/index.js'
 import type { RafsChunk, RafsImage, RafsNode } from '../src/index.js'
 import { syntheticImage } from './v6-synthetic.js'
+import { treeXattrsSync } from '@shoal/interface/test-fixtures'
 
 const CHUNK_SIZE = 1024 * 1024
 const LIB_DIR = '/usr/lib/x86_64-linux-gnu'
@@ -28,28 +29,9 @@ function encodeDevice (rdev: bigint): number {
   return ((minor & 0xff) | ((major & 0xfff) << 8) | ((minor & ~0xff) << 12)) >>> 0
 }
 
-/** `getfattr -R` of a tree: path relative to the root → name → hex value. */
-function treeXattrs (root: string): Map<string, Map<string, string>> {
-  const out = execFileSync('getfattr', ['-R', '-P', '-h', '-d', '-m', '-', '-e', 'hex', '--absolute-names', root], { maxBuffer: 256 << 20 }).toString()
-  const result = new Map<string, Map<string, string>>()
-  let current: Map<string, string> | undefined
-  for (const line of out.split('\n')) {
-    if (line.startsWith('# file: ')) {
-      const rel = path.relative(root, line.slice(8))
-      current = new Map()
-      result.set(rel === '' ? '.' : rel, current)
-    } else if (current !== undefined && line.includes('=')) {
-      const at = line.indexOf('=')
-      current.set(line.slice(0, at), line.slice(at + 1))
-    }
-  }
-  for (const [key, value] of result) if (value.size === 0) result.delete(key)
-  return result
-}
-
 /** Builds an image of a real directory and its one uncompressed blob, chunks deduplicated by digest. */
 function imageOfDirectory (root: string, blobPath: string): RafsImage {
-  const xattrs = treeXattrs(root)
+  const xattrs = treeXattrsSync(root)
   const blobFd = fs.openSync(blobPath, 'w')
   const writer = new BlobWriter({ compressor: 'none', digester: 'sha256', chunkSize: CHUNK_SIZE, write: bytes => { fs.writeSync(blobFd, bytes) } })
   const byDigest = new Map<string, RafsChunk>()
@@ -284,7 +266,7 @@ test('v6 bootstrap of a real tree passes fsck.erofs and mounts with the kernel a
     compareTrees(source, copy, ['type', 'mode', 'uid', 'gid', 'size', 'mtimeNs', 'nlink', 'rdev', 'sha256', 'target'])
     assert.deepEqual(linkGroups(copy), linkGroups(source))
     assert.ok(linkGroups(source).some(g => g.includes('extras/hello.txt')))
-    assert.deepEqual(treeXattrs(mountDir), treeXattrs(src))
+    assert.deepEqual(treeXattrsSync(mountDir), treeXattrsSync(src))
     assert.ok(source.size > 1000, `source tree has ${source.size} entries`)
   } finally {
     if (mounted) spawnSync('umount', [mountDir])
@@ -336,7 +318,7 @@ test('the synthetic v6 tree (two blobs, holes, compact inodes, ACLs, long symlin
     mounted = true
 
     const seen = describeTree(mountDir)
-    const xattrs = treeXattrs(mountDir)
+    const xattrs = treeXattrsSync(mountDir)
     let files = 0
     const check = (rel: string, node: RafsNode): void => {
       const s = seen.get(rel)

@@ -9,6 +9,7 @@ export type { ConvertOptions, ConvertTarget, ConvertSummary, ConvertLayerSummary
 export { resolveManifest, storeBlobBackend, describeLocation } from './resolve.js'
 export type { ImageLocation, ResolvedManifest, ResolveOptions } from './resolve.js'
 export { openNydusImage, findBootstrapLayer } from './nydus-image.js'
-export type { StoredNydusImage } from './nydus-image.js'
+export type { StoredNydusImage, OpenNydusImageOptions } from './nydus-image.js'
+export { bootstrapLayerDirectory, type BootstrapLayerCache, type BootstrapLayerDirectory } from './bootstrap-cache.js'
 export { makeBootstrapLayer, readBootstrapLayer, MAX_BOOTSTRAP_BYTES } from './bootstrap-layer.js'
 export type { BootstrapLayer } from './bootstrap-layer.js'

@@ -4,6 +4,7 @@ import type { BlobBackend, Descriptor } from '@shoal/interface'
 import { readBootstrap } from '@shoal/rafs'
 import type { RafsImage } from '@shoal/rafs'
 import { MAX_BOOTSTRAP_BYTES, readBootstrapLayer } from './bootstrap-layer.js'
+import type { BootstrapLayerCache } from './bootstrap-cache.js'
 import { NotNydusImageError } from './errors.js'
 import { describeLocation, resolveManifest, storeBlobBackend } from './resolve.js'
 import type { ImageLocation, ResolvedManifest, ResolveOptions } from './resolve.js'
@@ -29,13 +30,32 @@ export function findBootstrapLayer (manifest: ResolvedManifest, where: string): 
   return layer
 }
 
-export async function openNydusImage (location: ImageLocation, options: ResolveOptions = {}): Promise<StoredNydusImage> {
+export interface OpenNydusImageOptions extends ResolveOptions {
+  /** Where bootstrap layers are kept by digest between opens; a failure to use it is not fatal. */
+  bootstrapCache?: BootstrapLayerCache
+  /** The location's manifest, already resolved by the caller (it is not fetched again). */
+  manifest?: ResolvedManifest
+}
+
+export async function openNydusImage (location: ImageLocation, options: OpenNydusImageOptions = {}): Promise<StoredNydusImage> {
   const where = describeLocation(location)
-  const manifest = await resolveManifest(location, options)
+  const manifest = options.manifest ?? await resolveManifest(location, options)
   const bootstrapLayer = findBootstrapLayer(manifest, where)
   if (bootstrapLayer.size > MAX_BOOTSTRAP_BYTES) throw new NotNydusImageError(`bootstrap layer ${bootstrapLayer.digest} of ${where} is ${bootstrapLayer.size} bytes, more than the ${MAX_BOOTSTRAP_BYTES} accepted`)
-  const layerBytes = await location.store.getBlobBytes(bootstrapLayer.digest, { ...options, maxSize: Math.max(bootstrapLayer.size, 1) })
+  const layerBytes = await fetchBootstrapLayer(location, bootstrapLayer, options)
   const bootstrap = await readBootstrapLayer(layerBytes, `${bootstrapLayer.digest} of ${where}`, options)
   const image = readBootstrap(bootstrap)
   return { manifest, bootstrapLayer, bootstrap, image, blobs: storeBlobBackend(location.store) }
+}
+
+/** The bootstrap layer's bytes, from the cache when it holds them, else from the store (then kept). */
+async function fetchBootstrapLayer (location: ImageLocation, layer: Descriptor, options: OpenNydusImageOptions): Promise<Uint8Array> {
+  const cache = options.bootstrapCache
+  const signal = options.signal != null ? { signal: options.signal } : {}
+  // A cache that cannot be read or written costs a download, never the open.
+  const cached = await cache?.get(layer.digest, signal).catch(() => undefined)
+  if (cached != null && cached.length === layer.size) return cached
+  const bytes = await location.store.getBlobBytes(layer.digest, { ...options, maxSize: Math.max(layer.size, 1) })
+  await cache?.put(layer.digest, bytes, signal).catch(() => {})
+  return bytes
 }

@@ -225,6 +225,7 @@ describe('the python3 image in a real registry', { skip }, () => {
       t.diagnostic(`warm: ${Math.round(warmMs)} ms; ${warm.stderr.trim()}; the proxy counted ${dataBlobBytes()} chunk bytes, ` +
         `${proxy.manifestBytes()} manifest and ${proxy.blobBytes.get(bootstrapLayer) ?? 0} bootstrap bytes`)
       assert.equal(dataBlobBytes(), 0, 'the second run fetched no chunk from the registry')
+      assert.equal(proxy.blobBytes.get(bootstrapLayer) ?? 0, 0, 'the second run read the bootstrap layer from the cache dir')
       assert.equal(bytesFrom(warm.stderr, 'registry'), 0)
       assert.ok(bytesFrom(warm.stderr, 'cache') > 0, warm.stderr)
       assert.deepEqual(await leftoversUnder(work), [])

@@ -6,8 +6,8 @@ import { blobDirectory } from '@shoal/blob-device'
 import { parseImageReference, registry, registryImageStore } from '@shoal/registry'
 import type { Credentials, RegistryClient } from '@shoal/registry'
 import { ociLayout, parseOciReference } from '@shoal/oci-layout'
-import { openNydusImage } from '@shoal/convert'
-import type { ImageLocation } from '@shoal/convert'
+import { bootstrapLayerDirectory, openNydusImage } from '@shoal/convert'
+import type { ImageLocation, StoredNydusImage } from '@shoal/convert'
 import { stringOption, UsageError, type CommandContext, type OptionSpec } from './command.js'
 
 export interface OpenedImage {
@@ -15,11 +15,16 @@ export interface OpenedImage {
   /** Where the image's blobs are read from. */
   blobs: BlobBackend
   close: () => Promise<void>
+  /** For a store reference: the store, and the manifest and bootstrap read from it. */
+  location?: ImageLocation
+  stored?: StoredNydusImage
 }
 
 export interface OpenImageOptions extends AbortOptions, StoreOptions {
   /** A directory of blob files named by blob id. */
   blobDir?: string
+  /** Where a store image's bootstrap layer is kept by digest between runs. */
+  bootstrapCacheDir?: string
 }
 
 export interface StoreOptions {
@@ -109,10 +114,17 @@ export async function openImage (reference: string, options: OpenImageOptions = 
     const location = openStore(reference, client)
     const opened = await openNydusImage(location, {
       ...(options.signal != null ? { signal: options.signal } : {}),
-      ...(options.platform != null ? { platform: options.platform } : {})
+      ...(options.platform != null ? { platform: options.platform } : {}),
+      ...(options.bootstrapCacheDir != null ? { bootstrapCache: bootstrapLayerDirectory(options.bootstrapCacheDir) } : {})
     })
     const blobs = options.blobDir != null ? blobDirectory({ path: options.blobDir }) : opened.blobs
-    return { image: opened.image, blobs, close: async () => { if (options.blobDir != null) await (blobs as ReturnType<typeof blobDirectory>).close() } }
+    return {
+      image: opened.image,
+      blobs,
+      close: async () => { if (options.blobDir != null) await (blobs as ReturnType<typeof blobDirectory>).close() },
+      location,
+      stored: opened
+    }
   }
   if (/^[a-z][a-z0-9+.-]*:\/\//.test(reference)) {
     throw new UsageError(`image reference '${reference}': expected bootstrap:PATH, docker://HOST/REPO[:TAG] or oci:DIR[:TAG]`)

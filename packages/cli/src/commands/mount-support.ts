@@ -10,10 +10,9 @@ import type { AbortOptions, BlobBackend } from '@shoal/interface'
 import { readBootstrap, type RafsImage } from '@shoal/rafs'
 import { backendSource, blobDevice, type BlobDevice } from '@shoal/blob-device'
 import { openChunkCache, type ChunkCache } from '@shoal/chunk-cache'
-import { openNydusImage } from '@shoal/convert'
 import type { ImageRunConfig } from '@shoal/fuse'
 import { stringOption, UsageError, type CommandContext, type OptionSpec } from '../command.js'
-import { isStoreReference, openImage, openStore, registryClient, registryOptions, storeOptionsOf } from '../image-ref.js'
+import { isStoreReference, openImage, registryOptions, storeOptionsOf } from '../image-ref.js'
 
 export const DEFAULT_CACHE_DIR = '/var/lib/shoal'
 /** Where mount state files live, whatever the cache directory: `umount DIR` needs only DIR. */
@@ -47,8 +46,12 @@ export function modeOf (values: CommandContext['values']): 'fuse' | 'erofs' {
   return mode
 }
 
+function cacheDirOf (values: CommandContext['values']): string {
+  return resolve(stringOption(values, 'cache-dir') ?? DEFAULT_CACHE_DIR)
+}
+
 async function openCache (values: CommandContext['values'], warn: (m: string) => void, options: AbortOptions): Promise<ChunkCache | undefined> {
-  const dir = resolve(stringOption(values, 'cache-dir') ?? DEFAULT_CACHE_DIR)
+  const dir = cacheDirOf(values)
   const sizeText = stringOption(values, 'cache-size')
   const maxBytes = sizeText != null ? Number(sizeText) : DEFAULT_CACHE_BYTES
   if (!Number.isSafeInteger(maxBytes) || maxBytes < 0) throw new UsageError(`--cache-size: expected a byte count, got '${sizeText}'`)
@@ -71,12 +74,11 @@ export async function openLazyImage (reference: string, values: CommandContext['
   let bootstrapPath: string | undefined
   let config: ImageRunConfig | undefined
   if (isStoreReference(reference)) {
-    // openImage gives no config; for `run` the image config matters, so open the store here too.
-    const store = storeOptionsOf(values)
-    const client = reference.startsWith('docker://') ? registryClient([reference], store) : undefined
-    const location = openStore(reference, client)
-    const stored = await openNydusImage(location, { ...options, ...(store.platform != null ? { platform: store.platform } : {}) })
-    const opened = await openImage(reference, { ...options, ...store, ...(client != null ? { client } : {}), ...(blobDir != null ? { blobDir } : {}) })
+    const opened = await openImage(reference, {
+      ...options, ...storeOptionsOf(values), ...(blobDir != null ? { blobDir } : {}), bootstrapCacheDir: join(cacheDirOf(values), 'bootstraps')
+    })
+    const stored = opened.stored!
+    const location = opened.location!
     image = stored.image
     blobs = opened.blobs
     closeImage = opened.close

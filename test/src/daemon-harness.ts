@@ -109,9 +109,11 @@ function pseudoRandom (size: number, seed: string): Buffer {
 
 /**
  * A busybox image with a few MiB of incompressible data, in 256 KiB chunks (about 40 of them, so
- * several peers share the work), converted into the registry; read back through the proxy.
+ * several peers share the work), converted into the registry as `NAME:nydus`; read back through
+ * the proxy. `variant` seeds the data (default: the name), so one tag can be pushed again with
+ * other contents.
  */
-export async function buildTestImage (registry: RunningRegistry, proxy: CountingProxy, work: string, name = 'app'): Promise<TestImage> {
+export async function buildTestImage (registry: RunningRegistry, proxy: CountingProxy, work: string, name = 'app', variant = name): Promise<TestImage> {
   const layout = join(work, 'oci')
   const bundle = join(work, 'bundle')
   await run('umoci', ['init', '--layout', layout])
@@ -125,9 +127,9 @@ export async function buildTestImage (registry: RunningRegistry, proxy: Counting
   await chmod(join(rootfs, 'bin', 'busybox'), 0o755)
   for (const applet of ['sh', 'cat', 'sha256sum']) await symlink('busybox', join(rootfs, 'bin', applet))
   await writeFile(join(rootfs, 'etc', 'motd'), 'hello from the swarm\n')
-  await writeFile(join(rootfs, 'data', 'random-5m'), pseudoRandom(5 * 1024 * 1024 + 4321, `${name}-a`))
-  await writeFile(join(rootfs, 'data', 'random-3m'), pseudoRandom(3 * 1024 * 1024 + 17, `${name}-b`))
-  for (let i = 0; i < 20; i++) await writeFile(join(rootfs, 'data', 'small', `f${i}`), pseudoRandom(1000 + i * 997, `${name}-s${i}`))
+  await writeFile(join(rootfs, 'data', 'random-5m'), pseudoRandom(5 * 1024 * 1024 + 4321, `${variant}-a`))
+  await writeFile(join(rootfs, 'data', 'random-3m'), pseudoRandom(3 * 1024 * 1024 + 17, `${variant}-b`))
+  for (let i = 0; i < 20; i++) await writeFile(join(rootfs, 'data', 'small', `f${i}`), pseudoRandom(1000 + i * 997, `${variant}-s${i}`))
   const files = new Map<string, string>()
   const walk = async (dir: string, prefix: string): Promise<void> => {
     for (const entry of await readdir(dir, { withFileTypes: true })) {

@@ -11,7 +11,7 @@ import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import type { RunningRegistry } from '@shoal/registry/test/registry-server'
 import {
-  Cleanup, metricValue, readAllFiles, startDaemon, writeTestSwarmKey, type TestImage, setUpSwarmTestWorld
+  buildTestImage, Cleanup, metricValue, readAllFiles, startDaemon, writeTestSwarmKey, type CountingProxy, type TestImage, setUpSwarmTestWorld
 } from './daemon-harness.js'
 import { shoal } from './helpers.js'
 
@@ -20,9 +20,10 @@ let work: string
 let registry: RunningRegistry
 let image: TestImage
 let hostConfig: string
+let proxy: CountingProxy
 
 before(async () => {
-  ;({ work, registry, image, hostConfig } = await setUpSwarmTestWorld(shared, 'shoal-daemon-e2e-'))
+  ;({ work, registry, image, hostConfig, proxy } = await setUpSwarmTestWorld(shared, 'shoal-daemon-e2e-'))
 })
 
 after(async () => { await shared.run() })
@@ -195,6 +196,42 @@ test('shoal status and shoal preheat talk to the daemon named by --daemon or SHO
     const worldReadable = await shoal(['daemon', '--state-dir', join(work, 'x'), '--api-socket', '/tmp/shoal-test-api.sock'])
     assert.equal(worldReadable.code, 1)
     assert.match(worldReadable.stderr, /expected a directory only its owner can enter/)
+  } finally {
+    await cleanup.run()
+  }
+})
+
+test('a tag pushed again: the next preheat or mount takes the new image; after a restart the bootstrap comes from the state dir, not the registry', { timeout: 120_000 }, async (t) => {
+  const cleanup = new Cleanup()
+  try {
+    const { mkdir } = await import('node:fs/promises')
+    const dir = join(work, 'moving')
+    await mkdir(join(dir, 'first'), { recursive: true })
+    await mkdir(join(dir, 'second'), { recursive: true })
+    const first = await buildTestImage(registry, proxy, join(dir, 'first'), 'moving', 'moving-1')
+    const d = await startDaemon('moving', { stateDir: dir }, cleanup)
+    assert.deepEqual(await readAllFiles(d, first), [])
+
+    // The same tag, other contents: a preheat resolves the tag again and fetches the new image;
+    // reads then see it, not the one the daemon had open.
+    const second = await buildTestImage(registry, proxy, join(dir, 'second'), 'moving', 'moving-2')
+    assert.equal(second.reference, first.reference)
+    assert.notEqual(second.files.get('/data/random-3m'), first.files.get('/data/random-3m'))
+    const preheated = await d.client.preheat(second.reference, { signal: AbortSignal.timeout(60_000) })
+    assert.ok((preheated.fetched.registry ?? 0) > 0, 'the new image\'s chunks were fetched')
+    assert.deepEqual(await readAllFiles(d, second), [], 'every file of the image pushed second')
+    const status = await d.status()
+    assert.equal(status.images.length, 1, `the first image's device is closed: ${JSON.stringify(status.images)}`)
+
+    // Restarted: the manifest is asked again (a tag may move), the bootstrap is not.
+    assert.equal(await d.stop('SIGTERM'), 0, d.log())
+    const again = await startDaemon('moving', { stateDir: dir }, cleanup)
+    proxy.reset()
+    assert.deepEqual(await readAllFiles(again, second), [])
+    t.diagnostic(`after the restart the proxy counted ${proxy.manifestBytes()} manifest bytes, blobs ${JSON.stringify(Object.fromEntries(proxy.blobBytes))}`)
+    assert.ok(proxy.manifestBytes() > 0, 'the tag was resolved again')
+    assert.equal(proxy.blobBytes.get(second.bootstrapLayer) ?? 0, 0, 'the bootstrap layer came from the state dir')
+    assert.equal((await again.status()).bytesBySource.registry ?? 0, 0, 'and the chunks from the cache')
   } finally {
     await cleanup.run()
   }

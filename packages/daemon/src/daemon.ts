@@ -11,10 +11,10 @@ import { defaultLogger } from '@libp2p/logger'
 import { prometheusMetrics } from '@libp2p/prometheus-metrics'
 import { backendSource, blobDevice, type BlobDevice, type BlobDeviceStats } from '@shoal/blob-device'
 import { cacheChunkStore, openChunkCache, type ChunkCache } from '@shoal/chunk-cache'
-import { openNydusImage } from '@shoal/convert'
+import { bootstrapLayerDirectory, openNydusImage, resolveManifest, type BootstrapLayerCache, type ResolvedManifest } from '@shoal/convert'
 import { throwIfAborted, type AbortOptions, type BlobId, type ChunkSource } from '@shoal/interface'
 import type { RafsImage, RafsNode } from '@shoal/rafs'
-import { parseImageReference, registry, registryImageStore, type RegistryClient } from '@shoal/registry'
+import { parseImageReference, registry, registryImageStore, type RegistryClient, type RegistryImageStore } from '@shoal/registry'
 import { swarm, type Swarm, type SwarmStats } from '@shoal/swarm'
 import { Registry } from 'prom-client'
 import { serveApi } from './api.js'
@@ -119,6 +119,8 @@ export function daemon (init: DaemonInit): (components?: DaemonComponents) => Da
 
 interface OpenedImage {
   reference: string
+  /** `REGISTRY/REPOSITORY@MANIFEST-DIGEST`: what the image is keyed by (a tag may move). */
+  key: string
   image: RafsImage
   bootstrap: Uint8Array
   /** The image's blobs in its registry repository (Range reads). */
@@ -127,7 +129,10 @@ interface OpenedImage {
   device: BlobDevice
 }
 
-interface ActiveMount { info: MountInfo, handle: MountHandle, workDir: string }
+/** How long a tag's resolution to a manifest is reused by file reads (ms): a burst asks once. */
+const TAG_RESOLVE_TTL = 5_000
+
+interface ActiveMount { info: MountInfo, handle: MountHandle, workDir: string, imageKey: string }
 
 function roleOf (source: string): string {
   return SOURCE_ROLES[source] ?? source
@@ -353,7 +358,7 @@ class ShoalDaemon implements Daemon {
       ...(handle.fallbackReason != null ? { fallbackReason: handle.fallbackReason } : {}),
       createdAt: new Date().toISOString()
     }
-    this.active.set(id, { info, handle, workDir })
+    this.active.set(id, { info, handle, workDir, imageKey: opened.key })
     this.log(`mounted ${reference} at ${target} (${handle.mode})`)
     return info
   }
@@ -365,6 +370,7 @@ class ShoalDaemon implements Daemon {
     await entry.handle.unmount()
     this.active.delete(entry.info.id)
     await rm(entry.workDir, { recursive: true, force: true })
+    await this.closeSuperseded()
     this.log(`unmounted ${entry.info.mountpoint}`)
   }
 
@@ -373,7 +379,7 @@ class ShoalDaemon implements Daemon {
   }
 
   async readFile (reference: string, path: string, options: AbortOptions = {}): Promise<Uint8Array> {
-    const { device, image } = await this.openImage(reference, options)
+    const { device, image } = await this.openImage(reference, { ...options, tagMaxAge: TAG_RESOLVE_TTL })
     const node = lookup(image, path)
     if (node.type !== 'file') throw new ImagePathError(`${path} in ${reference} is a ${node.type}, not a regular file`)
     return await device.readFile(node, 0, node.size, options)
@@ -465,28 +471,71 @@ class ShoalDaemon implements Daemon {
   private readonly settled = new Map<string, OpenedImage>()
   private readonly closedDeviceStats: BlobDeviceStats[] = []
 
-  /** The image and its device, opened once per reference: every mount and read of it shares one device. */
-  private async openImage (reference: string, options: AbortOptions): Promise<OpenedImage> {
+  /**
+   * The image a reference names now, and its device: opened once per manifest, so every mount and
+   * read of it shares one device. A tag is resolved again (it may have moved); a bootstrap already
+   * seen is read from the state dir, not the registry.
+   */
+  private async openImage (reference: string, options: AbortOptions & { tagMaxAge?: number }): Promise<OpenedImage> {
     throwIfAborted(options)
     if (this.stopController.signal.aborted) throw new Error('the daemon is stopping')
-    let opening = this.images.get(reference)
+    if (!reference.startsWith('docker://')) throw new DaemonConfigError(`image '${reference}': the daemon reads images from registries, expected docker://HOST/REPO[:TAG|@DIGEST]`)
+    const parsed = parseImageReference(reference)
+    const store = registryImageStore(this.client!, parsed)
+    const signal = AbortSignal.any([this.stopController.signal, ...(options.signal != null ? [options.signal] : [])])
+    // A digest names one manifest for ever; a tag is asked again once its answer is older than
+    // tagMaxAge (mounts and preheats: always; file reads: a burst asks once).
+    const known = this.currentKeys.get(reference)
+    const fresh = known != null && Date.now() - known.at < (options.tagMaxAge ?? 0) ? known.key : undefined
+    const manifest = parsed.digest == null && fresh == null ? await resolveManifest({ store, reference: parsed.tag ?? 'latest' }, { signal }) : undefined
+    const key = fresh ?? `${parsed.registry}/${parsed.repository}@${manifest?.digest ?? parsed.digest!}`
+    let opening = this.images.get(key)
     if (opening == null) {
-      opening = this.openImageOnce(reference)
-      this.images.set(reference, opening)
-      opening.then(opened => { this.settled.set(reference, opened) }, () => { this.images.delete(reference) })
+      opening = this.openImageOnce(reference, key, store, manifest)
+      this.images.set(key, opening)
+      opening.then(opened => { this.settled.set(key, opened) }, () => { this.images.delete(key) })
+    }
+    if (fresh == null) this.currentKeys.set(reference, { key, at: Date.now() })
+    if (known != null && known.key !== key) {
+      this.log(`${reference} moved from ${known.key} to ${key}`)
+      await this.closeSuperseded()
     }
     return await opening
   }
 
-  private async openImageOnce (reference: string): Promise<OpenedImage> {
-    if (!reference.startsWith('docker://')) throw new DaemonConfigError(`image '${reference}': the daemon reads images from registries, expected docker://HOST/REPO[:TAG|@DIGEST]`)
+  /** Reference → the key it last resolved to, and when. */
+  private readonly currentKeys = new Map<string, { key: string, at: number }>()
+  private get bootstrapCache (): BootstrapLayerCache {
+    this.bootstraps ??= bootstrapLayerDirectory(join(resolvePath(this.init.stateDir), 'bootstraps'))
+    return this.bootstraps
+  }
+
+  private bootstraps: BootstrapLayerCache | undefined
+
+  private async openImageOnce (reference: string, key: string, store: RegistryImageStore, manifest: ResolvedManifest | undefined): Promise<OpenedImage> {
     const parsed = parseImageReference(reference)
-    const store = registryImageStore(this.client!, parsed)
-    const stored = await openNydusImage({ store, reference: parsed.digest ?? parsed.tag ?? 'latest' }, { signal: this.stopController.signal })
+    const stored = await openNydusImage({ store, reference: parsed.digest ?? parsed.tag ?? 'latest' }, {
+      signal: this.stopController.signal,
+      ...(manifest != null ? { manifest } : {}),
+      bootstrapCache: this.bootstrapCache
+    })
     const registrySource = this.timed(backendSource(stored.blobs, 'registry'))
     const device = this.makeDevice(stored.image, registrySource)
     this.log(`opened ${reference} (manifest ${stored.manifest.digest}, ${stored.image.blobs.length} blobs)`)
-    return { reference, image: stored.image, bootstrap: stored.bootstrap, registrySource, device }
+    return { reference, key, image: stored.image, bootstrap: stored.bootstrap, registrySource, device }
+  }
+
+  /** Closes the devices of images no reference names any more and no mount uses. */
+  private async closeSuperseded (): Promise<void> {
+    const wanted = new Set([...[...this.currentKeys.values()].map(k => k.key), ...[...this.active.values()].map(m => m.imageKey)])
+    for (const [key, opened] of [...this.settled]) {
+      if (wanted.has(key)) continue
+      this.settled.delete(key)
+      this.images.delete(key)
+      await opened.device.close().catch(() => {})
+      this.closedDeviceStats.push(opened.device.stats())
+      this.log(`closed ${key}: no reference names it and no mount uses it`)
+    }
   }
 
   /**

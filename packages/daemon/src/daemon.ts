@@ -281,7 +281,7 @@ class ShoalDaemon implements Daemon {
 
   async preheat (reference: string, options: AbortOptions = {}): Promise<PreheatResult> {
     const started = performance.now()
-    const opened = await this.openImage(reference, options)
+    const opened = await this.withImage(reference, options, async opened => opened)
     const image = opened.image
     // A device of its own: closing it waits for every cache write, so the counts below are final.
     const device = this.makeDevice(opened.image, opened.registrySource)
@@ -320,10 +320,13 @@ class ShoalDaemon implements Daemon {
     }
     let next = 0
     const worker = async (): Promise<void> => {
+      // One buffer per worker, reused: a preheat wants the chunks cached, not the bytes, and
+      // 16 MiB of fresh garbage per window kept the daemon's memory high long after.
+      const into = Buffer.allocUnsafe(PREHEAT_WINDOW)
       while (next < windows.length) {
         throwIfAborted(options)
         const w = windows[next++]!
-        await device.readBlob(w.blob, w.offset, w.length, options)
+        await device.readBlobInto(w.blob, w.offset, into.subarray(0, w.length), options)
       }
     }
     await Promise.all(Array.from({ length: PREHEAT_CONCURRENCY }, worker))
@@ -334,7 +337,10 @@ class ShoalDaemon implements Daemon {
     if (mounter == null) throw new MountsUnsupportedError('this daemon was started without mount support')
     const target = resolvePath(mountpoint)
     if ([...this.active.values()].some(m => m.info.mountpoint === target)) throw new DaemonConfigError(`${target} is already mounted by this daemon`)
-    const opened = await this.openImage(reference, options)
+    return await this.withImage(reference, options, async opened => await this.mountOpened(reference, opened, target, mounter, options))
+  }
+
+  private async mountOpened (reference: string, opened: OpenedImage, target: string, mounter: Mounter, options: AbortOptions & { mode?: 'fuse' | 'erofs' }): Promise<MountInfo> {
     const id = `m${this.nextMountId++}-${Date.now().toString(36)}`
     const workDir = join(resolvePath(this.init.stateDir), 'mounts', id)
     await mkdir(workDir, { recursive: true, mode: 0o700 })
@@ -379,10 +385,11 @@ class ShoalDaemon implements Daemon {
   }
 
   async readFile (reference: string, path: string, options: AbortOptions = {}): Promise<Uint8Array> {
-    const { device, image } = await this.openImage(reference, { ...options, tagMaxAge: TAG_RESOLVE_TTL })
-    const node = lookup(image, path)
-    if (node.type !== 'file') throw new ImagePathError(`${path} in ${reference} is a ${node.type}, not a regular file`)
-    return await device.readFile(node, 0, node.size, options)
+    return await this.withImage(reference, { ...options, tagMaxAge: TAG_RESOLVE_TTL }, async ({ device, image }) => {
+      const node = lookup(image, path)
+      if (node.type !== 'file') throw new ImagePathError(`${path} in ${reference} is a ${node.type}, not a regular file`)
+      return await device.readFile(node, 0, node.size, options)
+    })
   }
 
   status (): DaemonStatus {
@@ -503,6 +510,25 @@ class ShoalDaemon implements Daemon {
     return await opening
   }
 
+  /** Runs `use` on the image `reference` names, its device kept open meanwhile even if the tag moves. */
+  private async withImage<T> (reference: string, options: AbortOptions & { tagMaxAge?: number }, use: (opened: OpenedImage) => Promise<T>): Promise<T> {
+    const opened = await this.openImage(reference, options)
+    this.inUse.set(opened.key, (this.inUse.get(opened.key) ?? 0) + 1)
+    try {
+      return await use(opened)
+    } finally {
+      const left = (this.inUse.get(opened.key) ?? 1) - 1
+      if (left > 0) this.inUse.set(opened.key, left)
+      else {
+        this.inUse.delete(opened.key)
+        await this.closeSuperseded()
+      }
+    }
+  }
+
+  /** Image key → calls using its device right now. */
+  private readonly inUse = new Map<string, number>()
+
   /** Reference → the key it last resolved to, and when. */
   private readonly currentKeys = new Map<string, { key: string, at: number }>()
   private get bootstrapCache (): BootstrapLayerCache {
@@ -525,9 +551,9 @@ class ShoalDaemon implements Daemon {
     return { reference, key, image: stored.image, bootstrap: stored.bootstrap, registrySource, device }
   }
 
-  /** Closes the devices of images no reference names any more and no mount uses. */
+  /** Closes the devices of images no reference names any more and no mount or call uses. */
   private async closeSuperseded (): Promise<void> {
-    const wanted = new Set([...[...this.currentKeys.values()].map(k => k.key), ...[...this.active.values()].map(m => m.imageKey)])
+    const wanted = new Set([...[...this.currentKeys.values()].map(k => k.key), ...[...this.active.values()].map(m => m.imageKey), ...this.inUse.keys()])
     for (const [key, opened] of [...this.settled]) {
       if (wanted.has(key)) continue
       this.settled.delete(key)

@@ -13,6 +13,11 @@ export interface RunOptions extends AbortOptions {
   okStatuses?: number[]
 }
 
+interface RunHooks {
+  /** Sees each piece of stdout as it comes, with the seconds since the spawn. */
+  onStdout?: (data: string, seconds: number) => void
+}
+
 export interface Ran { stdout: string, stderr: string, status: number, seconds: number }
 
 const KEEP_STDERR = 64 * 1024
@@ -59,7 +64,7 @@ export function killTree (child: ChildProcess, signal: NodeJS.Signals = 'SIGTERM
 }
 
 /** Runs a command to its end; rejects with BenchCommandError on a bad status, AbortError on abort. */
-export async function run (command: string, args: string[], options: RunOptions = {}): Promise<Ran> {
+export async function run (command: string, args: string[], options: RunOptions & RunHooks = {}): Promise<Ran> {
   options.signal?.throwIfAborted()
   const [file, argv] = commandLine(command, args, options.netns)
   const started = process.hrtime.bigint()
@@ -68,7 +73,10 @@ export async function run (command: string, args: string[], options: RunOptions 
     track(child)
     let stdout = ''
     let stderr = ''
-    child.stdout.setEncoding('utf8').on('data', (d: string) => { if (stdout.length < KEEP_STDOUT) stdout += d })
+    child.stdout.setEncoding('utf8').on('data', (d: string) => {
+      if (stdout.length < KEEP_STDOUT) stdout += d
+      options.onStdout?.(d, Number(process.hrtime.bigint() - started) / 1e9)
+    })
     child.stderr.setEncoding('utf8').on('data', (d: string) => { stderr = (stderr + d).slice(-KEEP_STDERR) })
     let timedOut = false
     const timer = setTimeout(() => { timedOut = true; killTree(child, 'SIGKILL') }, options.timeoutMs ?? 10 * 60_000)
@@ -109,49 +117,25 @@ export interface RunUntilReadyOptions extends RunOptions {
  * it to exit. A command that exits without the line, or with a bad status, is an error.
  */
 export async function runUntilReady (command: string, args: string[], options: RunUntilReadyOptions): Promise<ReadyResult> {
-  options.signal?.throwIfAborted()
-  const [file, argv] = commandLine(command, args, options.netns)
-  const started = process.hrtime.bigint()
-  return await new Promise((resolve, reject) => {
-    const child = spawn(file, argv, { stdio: ['ignore', 'pipe', 'pipe'], detached: true, env: options.env ?? process.env, cwd: options.cwd })
-    track(child)
-    let stdout = ''
-    let pending = ''
-    let stderr = ''
-    let readyAt: number | undefined
-    child.stdout.setEncoding('utf8').on('data', (d: string) => {
-      if (stdout.length < KEEP_STDERR) stdout += d
+  let pending = ''
+  let readyAt: number | undefined
+  const ran = await run(command, args, {
+    ...options,
+    onStdout: (data, seconds) => {
       if (readyAt != null) return
-      pending += d
+      pending += data
       const lines = pending.split('\n')
       pending = lines.pop() ?? ''
       if (pending.length > KEEP_STDERR) pending = pending.slice(-KEEP_STDERR)
-      if (lines.some(l => l.trim() === options.readyLine)) readyAt = Number(process.hrtime.bigint() - started) / 1e9
-    })
-    child.stderr.setEncoding('utf8').on('data', (d: string) => { stderr = (stderr + d).slice(-KEEP_STDERR) })
-    let timedOut = false
-    const timer = setTimeout(() => { timedOut = true; killTree(child, 'SIGKILL') }, options.timeoutMs ?? 10 * 60_000)
-    const onAbort = (): void => { killTree(child, 'SIGKILL') }
-    options.signal?.addEventListener('abort', onAbort, { once: true })
-    const done = (): void => { clearTimeout(timer); options.signal?.removeEventListener('abort', onAbort) }
-    child.on('error', err => { done(); reject(new BenchCommandError(`${quote(command, args)} could not start: ${err.message}`)) })
-    child.on('close', (code, signal) => {
-      done()
-      if (readyAt == null && pending.trim() === options.readyLine) readyAt = Number(process.hrtime.bigint() - started) / 1e9
-      if (options.signal?.aborted === true) { reject(new AbortError(`${quote(command, args)} was aborted`)); return }
-      const status = code ?? 128
-      if (timedOut || signal != null || !(options.okStatuses ?? [0]).includes(status)) {
-        const why = timedOut ? `timed out after ${options.timeoutMs ?? 600_000} ms` : signal != null ? `was killed by ${signal}` : `exited with ${status}`
-        reject(new BenchCommandError(`${quote(command, args)} ${why}: ${stderr.trim().slice(-1500)}`))
-        return
-      }
-      if (readyAt == null) {
-        reject(new NotReadyError(`${quote(command, args)} exited without printing '${options.readyLine}'; stdout ended with ${JSON.stringify(stdout.slice(-300))}, stderr with ${JSON.stringify(stderr.slice(-600))}`))
-        return
-      }
-      resolve({ seconds: readyAt, stdout, stderr })
-    })
+      if (lines.some(l => l.trim() === options.readyLine)) readyAt = seconds
+    }
   })
+  // A ready line without a newline at the end of the output still counts (its time: the exit).
+  if (readyAt == null && pending.trim() === options.readyLine) readyAt = ran.seconds
+  if (readyAt == null) {
+    throw new NotReadyError(`${quote(command, args)} exited without printing '${options.readyLine}'; stdout ended with ${JSON.stringify(ran.stdout.slice(-300))}, stderr with ${JSON.stringify(ran.stderr.slice(-600))}`)
+  }
+  return { seconds: readyAt, stdout: ran.stdout, stderr: ran.stderr }
 }
 
 export interface Background {

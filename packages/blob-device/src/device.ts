@@ -28,7 +28,11 @@ export interface BlobDeviceInit {
   cache?: ChunkCache
   /** Tried in order for chunks the cache lacks: the first that sends bytes that verify wins. */
   sources: ChunkSource[]
-  /** Bytes fetched ahead of sequential reads of a file or blob (default 4 MiB; 0 turns it off). */
+  /**
+   * Bytes fetched ahead of sequential reads of a file (default 4 MiB; 0 turns it off). Reads of a
+   * blob's address space never read ahead: neighbouring bytes there belong to unrelated files, and
+   * its reader (EROFS) reads ahead itself, within the file it is reading.
+   */
   readahead?: number
   /** Background prefetch of image.prefetch under a cap in bytes per second (source bytes). */
   prefetch?: { bandwidth: number }
@@ -397,9 +401,10 @@ class Device implements BlobDevice {
   /**
    * Reads [offset, offset + target.length) of a space laid out by `chunks` (sorted by `startOf`)
    * into `target`, zeros where no chunk is; clipped at `size`. Chunks already in memory are copied
-   * at once; only a read that needs a chunk from the cache or a source waits.
+   * at once; only a read that needs a chunk from the cache or a source waits. Reads ahead when
+   * given the `pattern` key its reads are tracked under.
    */
-  private async readSpace (chunks: RafsChunk[], startOf: (c: RafsChunk) => number, size: number, offset: number, target: Uint8Array, pattern: object, options?: AbortOptions): Promise<number> {
+  private async readSpace (chunks: RafsChunk[], startOf: (c: RafsChunk) => number, size: number, offset: number, target: Uint8Array, pattern: object | undefined, options?: AbortOptions): Promise<number> {
     const end = Math.min(size, offset + target.length)
     if (offset >= end) return 0
     const first = firstEndingAfter(chunks, startOf, offset)
@@ -424,7 +429,7 @@ class Device implements BlobDevice {
       this.count(this.counters.bytesBySource, 'memory', remembered.length)
     }
     const promises = waiting !== undefined ? this.load(waiting) : undefined
-    this.readAhead(chunks, startOf, size, offset, end, next, pattern)
+    if (pattern !== undefined) this.readAhead(chunks, startOf, size, offset, end, next, pattern)
     const fetched = promises !== undefined ? await raceAbort(Promise.all(promises), options) : undefined
     // Copy in order, zero-filling the gaps between chunks (target may hold anything).
     let at = offset
@@ -514,7 +519,7 @@ class Device implements BlobDevice {
     nonNegativeInteger(length, 'length')
     const size = this.blobSize(blobIndex)
     const out = uninitialized(Math.max(0, Math.min(size, offset + length) - offset))
-    await this.readSpace(this.chunksOfBlobs()[blobIndex], blobOffsetOf, size, offset, out, this.image.blobs[blobIndex], options)
+    await this.readSpace(this.chunksOfBlobs()[blobIndex], blobOffsetOf, size, offset, out, undefined, options)
     return out
   }
 
@@ -523,7 +528,7 @@ class Device implements BlobDevice {
     this.checkOpen()
     nonNegativeInteger(offset, 'offset')
     const size = this.blobSize(blobIndex)
-    return await this.readSpace(this.chunksOfBlobs()[blobIndex], blobOffsetOf, size, offset, target, this.image.blobs[blobIndex], options)
+    return await this.readSpace(this.chunksOfBlobs()[blobIndex], blobOffsetOf, size, offset, target, undefined, options)
   }
 
   startPrefetch (): Promise<PrefetchResult> {

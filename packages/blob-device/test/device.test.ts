@@ -197,6 +197,27 @@ test('readahead: sequential reads fetch ahead; a random read does not', async ()
   })
 })
 
+test('readBlob never reads ahead: the next bytes of a blob belong to other files (EROFS reads ahead within a file itself)', async () => {
+  // Small files packed one after another, as in a real blob: each has one chunk.
+  const files: Record<string, Uint8Array> = {}
+  for (let i = 0; i < 32; i++) files[`/f${String(i).padStart(2, '0')}`] = testBytes(3000, 20 + i)
+  await withImage(files, { compressor: 'none' }, async (fixture, dir) => {
+    const source = counting(dir)
+    const device = blobDevice({ image: fixture.image, sources: [source], readahead: 64 * 4096 })
+    const first = fixture.node('/f00').chunks![0]
+    const second = fixture.node('/f01').chunks![0]
+    // From offset 0, then the very next bytes: what a file read would call sequential.
+    same(await device.readBlob(0, first.uncompressedOffset, first.uncompressedSize), files['/f00'], 'first file')
+    same(await device.readBlob(0, second.uncompressedOffset, second.uncompressedSize), files['/f01'], 'second file')
+    const into = new Uint8Array(4096)
+    assert.equal(await device.readBlobInto(0, second.uncompressedOffset, into), 4096)
+    await sleep(50)
+    assert.deepEqual(source.calls.flat().sort((a, b) => a - b), [first.index, second.index].sort((a, b) => a - b))
+    assert.equal(device.stats().readaheadChunks, 0)
+    await device.close()
+  })
+})
+
 test('prefetch: the prefetch list is fetched in the background under the bandwidth cap, into the cache', async () => {
   const chunkCount = 40
   await withImage({ '/hot': testBytes(chunkCount * 4096, 10), '/cold': testBytes(8 * 4096, 11) }, { compressor: 'none', prefetchFiles: ['/hot'] }, async (fixture, dir) => {

@@ -129,6 +129,27 @@ export async function kernelHasErofs (): Promise<boolean> {
 const LOOP_READ_AHEAD_KIB = 128
 
 /**
+ * Turns on direct I/O of a loop device over a blob file, so that it reads from FUSE exactly the
+ * ranges EROFS asks of it. Through the page cache, the blob file's own readahead widens each read
+ * across the neighbouring, unrelated files packed beside it in the blob, and every chunk it touches
+ * is fetched (python3 -c 'print(42)': 27 chunks instead of 23). EROFS caches the file pages; a
+ * second copy in the blob file's page cache is no use. Without it (a kernel that refuses), reads
+ * still work and are only a little wider: logged, not fatal.
+ */
+async function useDirectIo (loop: string, options: RafsFilesystemOptions & AbortOptions): Promise<void> {
+  let why: string | undefined
+  try {
+    await run('losetup', ['--direct-io=on', loop], options)
+    const state = (await readFile(`/sys/block/${basename(loop)}/loop/dio`, 'utf8')).trim()
+    if (state !== '1') why = `the kernel left direct I/O off (loop/dio is '${state}')`
+  } catch (err: any) {
+    throwIfAborted(options)
+    why = String(err?.message ?? err)
+  }
+  if (why != null) options.logger?.(`${loop} reads its blob file through the page cache, whose readahead fetches chunks of neighbouring files: ${why}`)
+}
+
+/**
  * Mode `erofs`: blob files in FUSE under workDir, loop devices over them and over the bootstrap,
  * and the kernel's EROFS mount. Throws (having undone every step) when any step fails.
  */
@@ -160,7 +181,7 @@ export async function mountErofs (device: MountDevice, mountpoint: string, workD
       const written = bootstrapPath
       undo.push(async () => { await rm(written, { force: true }) })
     }
-    const attach = async (file: string): Promise<string> => {
+    const attach = async (file: string, { directIo = false } = {}): Promise<string> => {
       const loop = (await run('losetup', ['-r', '-f', '--show', file], options)).trim()
       if (!/^\/dev\/loop\d+$/.test(loop)) throw new MountError(`losetup -r -f --show ${file} printed '${loop}', expected /dev/loopN`)
       undo.push(async () => { await run('losetup', ['-d', loop]) })
@@ -169,11 +190,12 @@ export async function mountErofs (device: MountDevice, mountpoint: string, workD
       await writeFile(`/sys/block/${basename(loop)}/queue/read_ahead_kb`, String(LOOP_READ_AHEAD_KIB)).catch((err: Error) => {
         options.logger?.(`could not set the readahead of ${loop}: ${err.message}`)
       })
+      if (directIo) await useDirectIo(loop, options)
       return loop
     }
     const bootLoop = await attach(bootstrapPath)
     const blobLoops: string[] = []
-    for (const blob of image.blobs) blobLoops.push(await attach(join(blobDir, blobFileName(blob.index, blob.blobId))))
+    for (const blob of image.blobs) blobLoops.push(await attach(join(blobDir, blobFileName(blob.index, blob.blobId)), { directIo: true }))
     const target = await realpath(mountpoint)
     await run('mount', ['-t', 'erofs', '-o', ['ro', ...blobLoops.map(l => `device=${l}`)].join(','), bootLoop, target], options)
     undo.push(async () => { await unmountPath(target) })

@@ -11,6 +11,9 @@
  * through --node-arg); the reader is `dd bs=1M`. Beside wall-clock MB/s each row gives the CPU
  * seconds the serving process spent, which a loaded machine disturbs far less.
  *
+ * The input (the file, its image) is kept in --work for the next run, beside the bench images;
+ * the chunk caches and mount work dirs are removed at the end.
+ *
  * Usage: node bench/mount-read/dist/index.js [--work DIR] [--mib 256] [--source /usr/lib]
  *          [--modes fuse,erofs] [--runs 1] [--out bench/results] [--label NAME]
  *          [--serve-script FILE] [--node-arg FLAG]…
@@ -29,7 +32,7 @@ const repo = resolve(here, '../../..')
 
 const { values } = parseArgs({
   options: {
-    work: { type: 'string', default: '/tmp/shoal-bench-mount-read' },
+    work: { type: 'string', default: '/var/tmp/shoal-bench-cache/mount-read' },
     mib: { type: 'string', default: '256' },
     source: { type: 'string', default: '/usr/lib' },
     modes: { type: 'string', default: 'fuse,erofs' },
@@ -176,6 +179,17 @@ function median (xs: number[]): number {
 
 async function main (): Promise<void> {
   await prepare()
+  try {
+    await measure()
+  } finally {
+    for (const mode of modes) {
+      await rm(join(work, `cache-${mode}`), { recursive: true, force: true })
+      await rm(join(work, `work-${mode}`), { recursive: true, force: true })
+    }
+  }
+}
+
+async function measure (): Promise<void> {
   const rows: Row[] = []
   const row = (what: string, mode: string, state: string): Row => {
     let r = rows.find(x => x.what === what && x.mode === mode && x.state === state)

@@ -11,10 +11,10 @@ import { defaultLogger } from '@libp2p/logger'
 import { prometheusMetrics } from '@libp2p/prometheus-metrics'
 import { backendSource, blobDevice, type BlobDevice, type BlobDeviceStats } from '@shoal/blob-device'
 import { cacheChunkStore, openChunkCache, type ChunkCache } from '@shoal/chunk-cache'
-import { bootstrapLayerDirectory, openNydusImage, resolveManifest, type BootstrapLayerCache, type ResolvedManifest } from '@shoal/convert'
+import { bootstrapLayerDirectory, openNydusImage, resolveManifest, type BootstrapLayerCache, type ImageLocation, type ResolvedManifest } from '@shoal/convert'
 import { throwIfAborted, type AbortOptions, type BlobId, type ChunkSource } from '@shoal/interface'
 import type { RafsImage, RafsNode } from '@shoal/rafs'
-import { parseImageReference, registry, registryImageStore, type RegistryClient, type RegistryImageStore } from '@shoal/registry'
+import { parseImageReference, registry, registryImageStore, type RegistryClient } from '@shoal/registry'
 import { swarm, type Swarm, type SwarmStats } from '@shoal/swarm'
 import { Registry } from 'prom-client'
 import { serveApi } from './api.js'
@@ -171,8 +171,12 @@ class ShoalDaemon implements Daemon {
   private stopping: Promise<void> | undefined
   private readonly log: (line: string) => void
 
+  /** Bootstrap layers already seen, by digest: an image opened again (or after a restart) reads its bootstrap here. */
+  private readonly bootstrapCache: BootstrapLayerCache
+
   constructor (private readonly init: DaemonInit, private readonly components: DaemonComponents) {
     this.log = components.log ?? (() => {})
+    this.bootstrapCache = bootstrapLayerDirectory(join(resolvePath(init.stateDir), 'bootstraps'))
   }
 
   get peerId (): string { return this.swarmOrThrow.peerId }
@@ -281,7 +285,7 @@ class ShoalDaemon implements Daemon {
 
   async preheat (reference: string, options: AbortOptions = {}): Promise<PreheatResult> {
     const started = performance.now()
-    const opened = await this.withImage(reference, options, async opened => opened)
+    const opened = await this.openImage(reference, options)
     const image = opened.image
     // A device of its own: closing it waits for every cache write, so the counts below are final.
     const device = this.makeDevice(opened.image, opened.registrySource)
@@ -488,17 +492,17 @@ class ShoalDaemon implements Daemon {
     if (this.stopController.signal.aborted) throw new Error('the daemon is stopping')
     if (!reference.startsWith('docker://')) throw new DaemonConfigError(`image '${reference}': the daemon reads images from registries, expected docker://HOST/REPO[:TAG|@DIGEST]`)
     const parsed = parseImageReference(reference)
-    const store = registryImageStore(this.client!, parsed)
+    const location: ImageLocation = { store: registryImageStore(this.client!, parsed), reference: parsed.digest ?? parsed.tag ?? 'latest' }
     const signal = AbortSignal.any([this.stopController.signal, ...(options.signal != null ? [options.signal] : [])])
     // A digest names one manifest for ever; a tag is asked again once its answer is older than
     // tagMaxAge (mounts and preheats: always; file reads: a burst asks once).
     const known = this.currentKeys.get(reference)
     const fresh = known != null && Date.now() - known.at < (options.tagMaxAge ?? 0) ? known.key : undefined
-    const manifest = parsed.digest == null && fresh == null ? await resolveManifest({ store, reference: parsed.tag ?? 'latest' }, { signal }) : undefined
+    const manifest = parsed.digest == null && fresh == null ? await resolveManifest(location, { signal }) : undefined
     const key = fresh ?? `${parsed.registry}/${parsed.repository}@${manifest?.digest ?? parsed.digest!}`
     let opening = this.images.get(key)
     if (opening == null) {
-      opening = this.openImageOnce(reference, key, store, manifest)
+      opening = this.openImageOnce(reference, key, location, manifest)
       this.images.set(key, opening)
       opening.then(opened => { this.settled.set(key, opened) }, () => { this.images.delete(key) })
     }
@@ -531,16 +535,9 @@ class ShoalDaemon implements Daemon {
 
   /** Reference → the key it last resolved to, and when. */
   private readonly currentKeys = new Map<string, { key: string, at: number }>()
-  private get bootstrapCache (): BootstrapLayerCache {
-    this.bootstraps ??= bootstrapLayerDirectory(join(resolvePath(this.init.stateDir), 'bootstraps'))
-    return this.bootstraps
-  }
 
-  private bootstraps: BootstrapLayerCache | undefined
-
-  private async openImageOnce (reference: string, key: string, store: RegistryImageStore, manifest: ResolvedManifest | undefined): Promise<OpenedImage> {
-    const parsed = parseImageReference(reference)
-    const stored = await openNydusImage({ store, reference: parsed.digest ?? parsed.tag ?? 'latest' }, {
+  private async openImageOnce (reference: string, key: string, location: ImageLocation, manifest: ResolvedManifest | undefined): Promise<OpenedImage> {
+    const stored = await openNydusImage(location, {
       signal: this.stopController.signal,
       ...(manifest != null ? { manifest } : {}),
       bootstrapCache: this.bootstrapCache

@@ -13,5 +13,5 @@ export { runStartupBench, runSwarmBench, type BenchInit, type StartupBenchInit, 
 export { writeResults, startupMarkdown, swarmMarkdown, startupChart, swarmChart, barChart, markdownTable, type ChartBar, type ChartGroup } from './writers.js'
 export { Progress } from './progress.js'
 export { median, percentile, summarize } from './stats.js'
-export { shoalCommands, missingShoalCommands, sortSources, startShoalDaemon, daemonBytes, type RunningDaemon } from './shoal.js'
+export { shoalCommands, missingShoalCommands, sortSources, startShoalDaemon, daemonStatus, daemonBytes, type RunningDaemon, type DaemonStatusJson } from './shoal.js'
 export { REPO_ROOT, DEFAULT_SHOAL_BIN, DEFAULT_OUT_DIR, commonFlags, usage, parseFlags, numberFlag, runBenchmarkMain, type Stage, type FlagSpec } from './main.js'

@@ -93,9 +93,22 @@ export async function startShoalDaemon (shoalBin: string, args: string[], init: 
   throw new BenchCommandError(`shoal daemon ${args.join(' ')} did not become ready`)
 }
 
+/** The parts of `shoal status --json` the benchmarks read. */
+export interface DaemonStatusJson {
+  bytesBySource?: Record<string, number>
+  chunksBySource?: Record<string, number>
+  served?: { bytes: number, chunks: number }
+  memory?: { rss: number, heapUsed: number }
+}
+
+/** `shoal status --json` of a daemon. */
+export async function daemonStatus (shoalBin: string, socket: string, options: AbortOptions = {}): Promise<DaemonStatusJson> {
+  const ran = await run(shoalBin, ['status', '--daemon', socket, '--json'], { ...options, timeoutMs: 30_000 })
+  return JSON.parse(ran.stdout) as DaemonStatusJson
+}
+
 /** `shoal status --json` of a daemon, sorted by source. */
 export async function daemonBytes (shoalBin: string, socket: string, options: AbortOptions = {}): Promise<ByteCounts & { raw: Record<string, number> }> {
-  const ran = await run(shoalBin, ['status', '--daemon', socket, '--json'], { ...options, timeoutMs: 30_000 })
-  const status = JSON.parse(ran.stdout) as { bytesBySource?: Record<string, number> }
+  const status = await daemonStatus(shoalBin, socket, options)
   return { ...sortSources(status.bytesBySource), raw: status.bytesBySource ?? {} }
 }

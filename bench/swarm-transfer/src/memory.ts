@@ -15,7 +15,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import {
-  Cleanup, cleanupOnSignals, markdownTable, publishImage, run, sortSources, startBackground, startBenchRegistry, startShoalDaemon,
+  Cleanup, cleanupOnSignals, daemonStatus, markdownTable, publishImage, run, sortSources, startBackground, startBenchRegistry, startShoalDaemon,
   type RunningDaemon
 } from '@shoal/bench-harness'
 import { buildImage, recipes } from '@shoal/bench-images'
@@ -88,8 +88,7 @@ async function settled (pid: number): Promise<ProcessMemory> {
 interface DaemonCounts { registry: number, peers: number, cache: number, served: number, chunksFetched: number, chunksServed: number, heapUsed: number }
 
 async function daemonCounts (shoalBin: string, daemon: RunningDaemon, signal: AbortSignal): Promise<DaemonCounts> {
-  const ran = await run(shoalBin, ['status', '--daemon', daemon.socket, '--json'], { signal, timeoutMs: 30_000 })
-  const status = JSON.parse(ran.stdout) as { bytesBySource?: Record<string, number>, chunksBySource?: Record<string, number>, served?: { bytes: number, chunks: number }, memory?: { heapUsed: number } }
+  const status = await daemonStatus(shoalBin, daemon.socket, { signal })
   const chunks = sortSources(status.chunksBySource)
   return {
     ...sortSources(status.bytesBySource),
